@@ -1,0 +1,138 @@
+"""The autograd engine: graph order, accumulation, broadcasting, depth, memory, grad modes."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinyres
+import tinyres.nn.functional as F
+from tests.helpers import host, tensor
+
+
+def test_a_tensor_used_twice_gets_both_gradients_added(backend):
+    x = tensor(backend, [1.0, 2.0, 3.0], requires_grad=True)
+    y = x * x + x  # x appears three times
+    y.sum().backward()
+    np.testing.assert_allclose(host(x.grad), 2 * np.array([1.0, 2.0, 3.0]) + 1)
+
+
+def test_an_intermediate_used_twice_gets_both_gradients_added(backend):
+    x = tensor(backend, [0.5, -1.0], requires_grad=True)
+    h = x.exp()
+    (h * h + h).sum().backward()
+    e = np.exp([0.5, -1.0])
+    np.testing.assert_allclose(host(x.grad), 2 * e * e + e)
+
+
+def test_broadcast_operand_gradient_is_summed_to_its_shape(backend):
+    a = tensor(backend, np.ones((4, 3)), requires_grad=True)
+    b = tensor(backend, [[1.0, 2.0, 3.0]], requires_grad=True)  # (1, 3)
+    (a * b).sum().backward()
+    assert host(b.grad).shape == (1, 3)
+    np.testing.assert_allclose(host(b.grad), [[4.0, 4.0, 4.0]])
+
+
+def test_gradients_accumulate_across_backward_calls_until_zeroed(backend):
+    x = tensor(backend, [2.0], requires_grad=True)
+    (x * 3.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(host(x.grad), [6.0])
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_very_deep_graph_backpropagates_without_recursion(backend):
+    x = tensor(backend, [1.0], requires_grad=True)
+    y = x
+    for _ in range(20_000):  # far beyond Python's recursion limit of ~1000
+        y = y * 1.0 + 0.0
+    y.sum().backward()
+    np.testing.assert_allclose(host(x.grad), [1.0])
+
+
+def test_no_grad_records_nothing(backend):
+    x = tensor(backend, [1.0], requires_grad=True)
+    with tinyres.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y.grad_fn is None
+    assert (x * 2.0).requires_grad
+
+
+def test_detach_cuts_the_graph(backend):
+    x = tensor(backend, [3.0], requires_grad=True)
+    y = (x * x).detach() * x
+    y.sum().backward()
+    np.testing.assert_allclose(host(x.grad), [9.0])  # only the outer factor is differentiated
+
+
+def test_backward_twice_needs_retain_graph(backend):
+    x = tensor(backend, [1.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(host(x.grad), [4.0])
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+
+def test_backward_of_a_non_scalar_needs_a_gradient(backend):
+    x = tensor(backend, [1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="grad can be omitted only for a one-element tensor"):
+        (x * 2.0).backward()
+    (x * 2.0).backward(backend.asarray(np.array([1.0, 10.0])))
+    np.testing.assert_allclose(host(x.grad), [2.0, 20.0])
+
+
+def test_backward_without_any_gradient_path_is_an_error(backend):
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tensor(backend, [1.0]).sum().backward()
+
+
+def test_intermediate_results_are_freed_after_the_forward_pass():
+    # nodes hold their inputs' nodes, not their tensors: an intermediate nobody saved is freed
+    x = tinyres.Tensor(np.ones((4, 4)), requires_grad=True)
+    hidden = x + 1.0  # add saves nothing
+    probe = weakref.ref(hidden.data) if hasattr(hidden.data, "__weakref__") else None
+    out = (hidden + 2.0).sum()
+    watched = weakref.ref(hidden)
+    del hidden
+    gc.collect()
+    assert watched() is None
+    out.backward()
+    np.testing.assert_allclose(x.grad, np.ones((4, 4)))
+    del probe
+
+
+def test_saved_arrays_are_freed_by_backward():
+    x = tinyres.Tensor(np.ones((3,)), requires_grad=True)
+    y = x.exp()
+    loss = (y * y).sum()
+    node = loss.grad_fn
+    loss.backward()
+    assert node.backward is None  # the closure, and the arrays it saved, are gone
+
+
+def test_a_backward_that_returns_a_wrong_shape_is_caught():
+    x = tinyres.Tensor(np.ones((2, 3)), requires_grad=True)
+
+    def broken(t):
+        return tinyres.Tensor.from_op("broken", t.data * 2, lambda g: (g.sum(axis=0),), t)
+
+    with pytest.raises(RuntimeError, match=r"broken backward returned a gradient of shape \(3,\).*\(2, 3\)"):
+        broken(x).sum().backward()
+
+
+def test_float32_stays_float32_through_forward_and_backward(backend):
+    x = tinyres.Tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)), requires_grad=True, backend=backend)
+    w = tinyres.Tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True, backend=backend)
+    gamma = tinyres.Tensor(np.ones(4), requires_grad=True, backend=backend)
+    beta = tinyres.Tensor(np.zeros(4), requires_grad=True, backend=backend)
+    h = F.relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, gamma, beta, True))
+    logits = F.linear(F.global_avg_pool2d(h), tinyres.Tensor(np.ones((5, 4)), requires_grad=True, backend=backend))
+    loss = F.cross_entropy(logits, backend.asarray(np.array([0, 4])))
+    assert loss.dtype == np.float32
+    loss.backward()
+    for t in (x, w, gamma, beta):
+        assert t.grad.dtype == np.float32

@@ -1,0 +1,124 @@
+"""Backends: selection, clear errors when CuPy cannot run, explicit transfers, seeded RNG, and
+the strict backend that refuses what CuPy refuses."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import tinyres
+import tinyres.nn.functional as F
+from tinyres import backend as backends
+from tinyres.testing.strict import StrictArray
+
+
+@pytest.fixture
+def forget_cupy(monkeypatch):
+    """Make get_backend('cupy') load afresh, and restore the registry afterwards."""
+    monkeypatch.setitem(backends._backends, "cupy", None)
+    del backends._backends["cupy"]
+
+
+def test_cupy_missing_raises_an_error_that_says_how_to_install_it(monkeypatch, forget_cupy):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(tinyres.BackendUnavailable, match=r"pip install 'tinyres\[cuda\]'"):
+        tinyres.get_backend("cupy")
+
+
+def test_cupy_without_a_gpu_raises_an_error_that_says_so(monkeypatch, forget_cupy):
+    class NoDevice(Exception):
+        pass
+
+    def no_gpu():
+        raise NoDevice("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_gpu))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(tinyres.BackendUnavailable, match="cannot reach a GPU.*nvidia-smi"):
+        tinyres.get_backend("cupy")
+
+
+def test_unknown_backend_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown backend 'jax'.*cupy.*numpy"):
+        tinyres.get_backend("jax")
+
+
+def test_tensor_keeps_its_array_on_its_backend_and_moves_only_when_asked(backend):
+    t = tinyres.Tensor(np.arange(6.0).reshape(2, 3), backend=backend)
+    assert t.backend is backend and t.dtype == np.float32
+    host = t.numpy()
+    assert isinstance(host, np.ndarray)
+    np.testing.assert_array_equal(host, np.arange(6.0).reshape(2, 3))
+    back = t.to("numpy")
+    assert back.backend.name == "numpy"
+    assert back.to(backend).backend is backend
+
+
+def test_strict_arrays_refuse_implicit_conversion_to_numpy():
+    a = tinyres.get_backend("strict").asarray(np.ones(3))
+    with pytest.raises(TypeError, match="implicit conversion"):
+        np.asarray(a)
+
+
+def test_strict_arrays_refuse_to_mix_with_host_arrays():
+    a = tinyres.get_backend("strict").asarray(np.ones(3))
+    with pytest.raises(TypeError, match="host NumPy array"):
+        a + np.ones(3)
+    a + 1.0  # Python scalars are fine, as on CuPy
+
+
+def test_strict_backend_refuses_numpy_only_functions():
+    strict = tinyres.get_backend("strict")
+    a = strict.asarray(np.zeros(4))
+    with pytest.raises(TypeError, match="add.at is not portable"):
+        np.add.at(a, strict.asarray(np.array([0, 0])), 1.0)
+    with pytest.raises(AttributeError, match="not among CuPy's functions"):
+        strict.xp.histogram(a)
+
+
+def test_strict_arrays_compute_exactly_what_numpy_computes():
+    strict = tinyres.get_backend("strict")
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    a = strict.asarray(x)
+    result = strict.xp.exp(a) @ a.T + a.sum(axis=0, keepdims=True)[:, :3]
+    assert isinstance(result, StrictArray)
+    np.testing.assert_array_equal(strict.to_numpy(result), np.exp(x) @ x.T + x.sum(axis=0, keepdims=True)[:, :3])
+
+
+def test_ops_refuse_inputs_from_two_backends():
+    a = tinyres.Tensor(np.ones((2, 2)))
+    b = tinyres.Tensor(np.ones((2, 2)), backend="strict")
+    with pytest.raises(ValueError, match=r"add: inputs live on different backends \(numpy and strict\).*\.to\("):
+        a + b
+    with pytest.raises(ValueError, match="conv2d: inputs live on different backends"):
+        F.conv2d(tinyres.Tensor(np.ones((1, 1, 3, 3))), tinyres.Tensor(np.ones((1, 1, 3, 3)), backend="strict"))
+
+
+def test_same_seed_same_numbers_on_every_backend(backend):
+    tinyres.manual_seed(123)
+    first = backend.to_numpy(backend.rng.normal((5,)))
+    tinyres.manual_seed(123)
+    numpy_draw = tinyres.get_backend("numpy").rng.normal((5,))
+    np.testing.assert_array_equal(first, numpy_draw)
+    assert first.dtype == np.float32
+
+
+def test_generator_state_restores_the_exact_stream(backend):
+    tinyres.manual_seed(5)
+    backend.rng.uniform((3,))
+    state = backend.rng.state()
+    expected = backend.to_numpy(backend.rng.uniform((4,)))
+    backend.rng.uniform((10,))
+    backend.rng.set_state(state)
+    np.testing.assert_array_equal(backend.to_numpy(backend.rng.uniform((4,))), expected)
+
+
+def test_module_to_moves_parameters_and_buffers(backend):
+    model = tinyres.nn.Sequential(tinyres.nn.Conv2d(3, 4, 3, padding=1), tinyres.nn.BatchNorm2d(4))
+    model.to(backend)
+    assert all(p.backend is backend for p in model.parameters())
+    assert all(backends.backend_of(b) is backend for _, b in model.named_buffers())
+    x = tinyres.Tensor(np.ones((2, 3, 5, 5)), backend=backend)
+    assert model(x).backend is backend

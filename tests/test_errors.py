@@ -1,0 +1,113 @@
+"""Bad input raises an error that names the op, the shapes and the rule, before any work."""
+
+import numpy as np
+import pytest
+
+import tinyres
+import tinyres.nn.functional as F
+
+
+def t(shape, dtype="float32"):
+    return tinyres.Tensor(np.ones(shape), dtype=dtype)
+
+
+def test_conv2d_channel_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"conv2d: input has 3 channels \(shape \(2, 3, 8, 8\)\) but weight \(4, 5, 3, 3\) expects 5"):
+        F.conv2d(t((2, 3, 8, 8)), t((4, 5, 3, 3)))
+
+
+def test_conv2d_kernel_larger_than_padded_input():
+    with pytest.raises(ValueError, match=r"conv2d: kernel 5x5 is larger than the padded input 4x4 \(input 2x2, padding \(1, 1\)\)"):
+        F.conv2d(t((1, 1, 2, 2)), t((1, 1, 5, 5)), padding=1)
+
+
+def test_conv2d_needs_4d_input_and_valid_stride():
+    with pytest.raises(ValueError, match=r"conv2d: input must be 4-D .* got shape \(3, 8, 8\)"):
+        F.conv2d(t((3, 8, 8)), t((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match="conv2d: need stride >= 1"):
+        F.conv2d(t((1, 3, 8, 8)), t((4, 3, 3, 3)), stride=0)
+    with pytest.raises(TypeError, match="conv2d: stride must be an int or a pair"):
+        F.conv2d(t((1, 3, 8, 8)), t((4, 3, 3, 3)), stride=1.5)
+
+
+def test_conv2d_bias_shape():
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(4,\), got \(3,\)"):
+        F.conv2d(t((1, 3, 8, 8)), t((4, 3, 3, 3)), t((3,)))
+
+
+def test_mixed_dtypes_are_refused_not_upcast():
+    with pytest.raises(TypeError, match="conv2d: inputs have different dtypes \\(float32 and float64\\)"):
+        F.conv2d(t((1, 3, 8, 8), "float64"), t((4, 3, 3, 3)))
+    with pytest.raises(TypeError, match="matmul: inputs have different dtypes"):
+        t((2, 2)) @ t((2, 2), "float64")
+
+
+def test_matmul_shape_mismatch():
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(4, 5\) do not multiply"):
+        t((2, 3)) @ t((4, 5))
+
+
+def test_linear_shape_mismatch():
+    with pytest.raises(ValueError, match=r"linear: input \(2, 3\) and weight \(4, 5\) do not fit"):
+        F.linear(t((2, 3)), t((4, 5)))
+
+
+def test_cross_entropy_labels_out_of_range():
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must be in \[0, 10\), got values from 0 to 10"):
+        F.cross_entropy(t((2, 10)), np.array([0, 10]))
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must be in \[0, 10\), got values from -1"):
+        F.cross_entropy(t((2, 10)), np.array([-1, 3]))
+
+
+def test_cross_entropy_label_shape_and_type():
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must have shape \(2,\)"):
+        F.cross_entropy(t((2, 10)), np.array([0, 1, 2]))
+    with pytest.raises(TypeError, match="cross_entropy: labels must be an integer array, got float"):
+        F.cross_entropy(t((2, 10)), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"cross_entropy: logits must be \(batch, classes\)"):
+        F.cross_entropy(t((2, 10, 1)), np.array([0, 1]))
+
+
+def test_cross_entropy_labels_on_another_backend():
+    logits = tinyres.Tensor(np.ones((2, 3)), backend="strict")
+    with pytest.raises(ValueError, match="labels are a numpy.ndarray but logits live on backend 'strict'"):
+        F.cross_entropy(logits, np.array([0, 1]))
+
+
+def test_batch_norm_shape_errors():
+    with pytest.raises(ValueError, match=r"batch_norm: weight must have shape \(3,\) for input \(2, 3, 4, 4\)"):
+        F.batch_norm(t((2, 3, 4, 4)), None, None, t((4,)), t((3,)), True)
+    with pytest.raises(ValueError, match="batch_norm: training needs more than one value per channel"):
+        F.batch_norm(t((1, 3, 1, 1)), None, None, t((3,)), t((3,)), True)
+
+
+def test_pooling_errors():
+    with pytest.raises(ValueError, match="max_pool2d: padding .* must be at most half the kernel"):
+        F.max_pool2d(t((1, 1, 4, 4)), 2, padding=2)
+    with pytest.raises(ValueError, match="avg_pool2d: window .* is larger than the padded input"):
+        F.avg_pool2d(t((1, 1, 2, 2)), 3)
+
+
+def test_reshape_and_transpose_errors():
+    with pytest.raises(ValueError, match=r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) into \(4,\)"):
+        t((2, 3)).reshape(4)
+    with pytest.raises(ValueError, match="transpose: axes .* are not a permutation"):
+        t((2, 3)).transpose(0, 0)
+
+
+def test_integer_tensors_cannot_require_grad():
+    with pytest.raises(TypeError, match="only float32/float64 tensors can require gradients"):
+        tinyres.Tensor(np.array([1, 2]), requires_grad=True)
+
+
+def test_gradcheck_refuses_float32_and_reports_the_wrong_element():
+    with pytest.raises(ValueError, match="central differences need float64"):
+        tinyres.gradcheck(lambda x: x * 2.0, [tinyres.Tensor(np.ones(3), requires_grad=True)])
+
+    def wrong_square(x):  # claims d(x^2)/dx = x instead of 2x
+        data = x.data
+        return tinyres.Tensor.from_op("wrong_square", data * data, lambda g: (g * data,), x)
+
+    x = tinyres.Tensor(np.array([1.0, 2.0]), requires_grad=True, dtype="float64")
+    with pytest.raises(tinyres.GradcheckError, match=r"input 0 \(shape \(2,\)\) is wrong at element \((0|1),\): backward gives"):
+        tinyres.gradcheck(wrong_square, [x])

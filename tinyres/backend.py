@@ -1,0 +1,182 @@
+"""Array backends: where a tensor's numbers live and which library computes on them.
+
+tinyres computes with NumPy on the CPU or with CuPy on an NVIDIA GPU. Both libraries offer the
+same functions (``xp.exp``, ``xp.matmul``, ...), so every op is written once against ``xp``, the
+array module of its inputs, and runs on either. This file is the only place that knows which
+libraries exist; there are no ``if cupy:`` branches anywhere else.
+
+A third backend, ``"strict"``, is NumPy dressed up as a separate device that refuses everything
+CuPy refuses (see ``tinyres/testing/strict.py``): the test suite uses it to catch code that would
+break on a GPU without needing one.
+
+Rules:
+- A tensor lives on the backend of its array; moving it is always explicit
+  (``Tensor.to("cupy")``, ``Tensor.numpy()``, ``Module.to("cupy")``).
+- Random numbers come from one seeded generator per backend (``backend.rng``), reseeded by
+  ``tinyres.manual_seed``.
+"""
+
+import sys
+
+import numpy as np
+
+DEFAULT_SEED = 0
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised when a backend is asked for but cannot run on this machine."""
+
+
+class Generator:
+    """The random numbers tinyres needs, with the same calls on every backend.
+
+    Each backend owns one, seeded by :func:`manual_seed`. Numbers are drawn on the host by NumPy's
+    PCG64 and copied to the backend. That costs one small transfer on a GPU (what a ResNet draws is
+    its initial weights and, rarely, dropout masks), and buys two things: the same seed gives the
+    same numbers on every backend, and ``state()`` / ``set_state()`` capture the stream exactly, so
+    a resumed run continues it bit for bit.
+    """
+
+    def __init__(self, backend, seed):
+        self.backend = backend
+        self.seed(seed)
+
+    def seed(self, seed):
+        self._numpy = np.random.default_rng(seed)
+
+    def uniform(self, shape, dtype=np.float32):
+        """Uniform samples in [0, 1)."""
+        return self.backend.asarray(self._numpy.random(shape, dtype=np.dtype(dtype)))
+
+    def normal(self, shape, dtype=np.float32):
+        """Standard normal samples."""
+        return self.backend.asarray(self._numpy.standard_normal(shape, dtype=np.dtype(dtype)))
+
+    def state(self):
+        """The generator's position, a JSON-friendly dict."""
+        return self._numpy.bit_generator.state
+
+    def set_state(self, state):
+        self._numpy.bit_generator.state = state
+
+
+class Backend:
+    """One array library: ``xp`` is its module, the rest are the few operations that differ.
+
+    Attributes:
+        name: ``"numpy"``, ``"cupy"`` or ``"strict"``.
+        xp: the array module (``numpy``, ``cupy``, or the strict NumPy namespace).
+        rng: this backend's seeded :class:`Generator`.
+    """
+
+    array_type = np.ndarray
+
+    def __init__(self, name, xp):
+        self.name = name
+        self.xp = xp
+        self.rng = Generator(self, DEFAULT_SEED)
+
+    def __repr__(self):
+        return f"Backend({self.name!r})"
+
+    def owns(self, array):
+        """True if ``array`` is an array of this backend."""
+        return type(array) is self.array_type
+
+    def asarray(self, data, dtype=None):
+        """Copy host data (NumPy array, list, scalar) onto this backend: an explicit transfer."""
+        return np.asarray(data, dtype=dtype)
+
+    def to_numpy(self, array):
+        """Copy an array of this backend to the host as a NumPy array (always a copy, on
+        every backend, so the result never changes behind your back)."""
+        return np.array(array, copy=True)
+
+    def synchronize(self):
+        """Wait until queued work is finished (needed for honest timings on a GPU)."""
+
+
+class CupyBackend(Backend):
+    def __init__(self, cupy):
+        self.array_type = cupy.ndarray
+        super().__init__("cupy", cupy)
+
+    def asarray(self, data, dtype=None):
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, array):
+        return self.xp.asnumpy(array)
+
+    def synchronize(self):
+        self.xp.cuda.Stream.null.synchronize()
+
+
+_backends = {}
+
+
+def _load_cupy():
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendUnavailable(
+            "backend 'cupy' needs CuPy, which is not installed. Install it with "
+            "`pip install 'tinyres[cuda]'` on a machine with an NVIDIA GPU and CUDA 12, "
+            "or use backend='numpy'."
+        ) from error
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CuPy raises its own CUDARuntimeError types
+        raise BackendUnavailable(
+            f"backend 'cupy': CuPy is installed but cannot reach a GPU ({error}). Check that an "
+            "NVIDIA GPU and its driver are present (`nvidia-smi`), or use backend='numpy'."
+        ) from error
+    if count == 0:
+        raise BackendUnavailable(
+            "backend 'cupy': CuPy found no CUDA GPU on this machine; use backend='numpy'."
+        )
+    return CupyBackend(cupy)
+
+
+def _load_strict():
+    from tinyres.testing import strict
+
+    return strict.StrictBackend()
+
+
+_loaders = {"numpy": lambda: Backend("numpy", np), "cupy": _load_cupy, "strict": _load_strict}
+
+
+def get_backend(name="numpy"):
+    """Return the backend called ``name`` (``"numpy"``, ``"cupy"`` or ``"strict"``).
+
+    A :class:`Backend` passes through unchanged. Raises :class:`BackendUnavailable`, saying how
+    to fix it, when the backend cannot run here (CuPy missing, no GPU).
+    """
+    if isinstance(name, Backend):
+        return name
+    if name not in _loaders:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(_loaders)}")
+    if name not in _backends:
+        _backends[name] = _loaders[name]()
+    return _backends[name]
+
+
+def backend_of(array):
+    """The backend an array belongs to, found from its type (like Chainer's get_array_module)."""
+    if isinstance(array, (np.ndarray, np.generic)):
+        return get_backend("numpy")
+    for name in ("strict", "cupy"):
+        backend = _backends.get(name)
+        if backend is not None and backend.owns(array):
+            return backend
+    if "cupy" in sys.modules and isinstance(array, sys.modules["cupy"].ndarray):
+        return get_backend("cupy")
+    raise TypeError(f"expected a NumPy or CuPy array, got {type(array).__name__}")
+
+
+def manual_seed(seed):
+    """Seed the random generator of every backend (those loaded now and those loaded later)."""
+    global DEFAULT_SEED
+    DEFAULT_SEED = seed
+    for backend in _backends.values():
+        backend.rng.seed(seed)

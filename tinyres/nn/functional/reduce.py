@@ -1,0 +1,65 @@
+"""Reductions: sum, mean and max over some axes.
+
+The backward of a reduction spreads each output gradient back over the elements that were
+reduced into it: all of them equally for sum (and mean, divided by their number), only the
+maximal ones for max.
+"""
+
+from tinyres.nn.functional.common import check_inputs
+from tinyres.tensor import Tensor
+
+
+def _axes(axis, ndim, op):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for a {ndim}-D tensor")
+    return tuple(sorted(a % ndim for a in axes))
+
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 (mirrors numpy's name)
+    check_inputs("sum", x)
+    axes = _axes(axis, x.ndim, "sum")
+    shape = x.shape
+
+    def backward(g):  # every summed element gets the output's gradient
+        return (x.xp.broadcast_to(g.reshape(_keepdims_shape(shape, axes)), shape),)
+
+    return Tensor.from_op("sum", x.data.sum(axis=axes, keepdims=keepdims), backward, x)
+
+
+def mean(x, axis=None, keepdims=False):
+    check_inputs("mean", x)
+    axes = _axes(axis, x.ndim, "mean")
+    shape = x.shape
+    count = 1
+    for a in axes:
+        count *= shape[a]
+
+    def backward(g):  # every averaged element gets 1/count of the output's gradient
+        return (x.xp.broadcast_to(g.reshape(_keepdims_shape(shape, axes)) / count, shape),)
+
+    return Tensor.from_op("mean", x.data.mean(axis=axes, keepdims=keepdims), backward, x)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """Maximum over ``axes``; where several elements tie for the maximum, they share its
+    gradient equally (so the gradient is the average of the one-sided derivatives)."""
+    check_inputs("max", x)
+    axes = _axes(axis, x.ndim, "max")
+    data = x.data
+    out = data.max(axis=axes, keepdims=True)
+
+    def backward(g):
+        is_max = (data == out).astype(data.dtype)
+        share = is_max / is_max.sum(axis=axes, keepdims=True)
+        return (g.reshape(out.shape) * share,)
+
+    return Tensor.from_op("max", out if keepdims else out.reshape(
+        [n for i, n in enumerate(data.shape) if i not in axes]), backward, x)

@@ -1,0 +1,146 @@
+"""``Module``: a piece of a network that owns parameters, buffers and sub-modules.
+
+A module finds its parts by looking at its own attributes: every :class:`~tinyres.Tensor` is a
+parameter, every Module a child, and the names given to :meth:`register_buffer` are buffers
+(plain arrays that are state but not trained, like batch norm's running statistics). Names
+follow attribute paths, e.g. ``stage1.0.conv1.weight``, so ``state_dict`` keys read like code.
+"""
+
+import numpy as np
+
+from tinyres.backend import backend_of, get_backend
+from tinyres.tensor import Tensor
+
+
+class Module:
+    """Base class of layers and models: subclasses set attributes in ``__init__`` and define
+    ``forward``; calling the module calls ``forward``."""
+
+    def __init__(self):
+        self.training = True
+        self._buffers = []
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *inputs):
+        return self.forward(*inputs)
+
+    # ----- parts --------------------------------------------------------------------------
+    def register_buffer(self, name, array):
+        """Keep ``array`` as state that is saved and moved with the module but not trained."""
+        setattr(self, name, array)
+        if name not in self._buffers:
+            self._buffers.append(name)
+
+    def named_children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self):
+        return (module for _, module in self.named_children())
+
+    def named_modules(self, prefix=""):
+        """This module and all below it, depth first, with their dotted names."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (module for _, module in self.named_modules())
+
+    def named_parameters(self):
+        for prefix, module in self.named_modules():
+            for name, value in vars(module).items():
+                if isinstance(value, Tensor):
+                    yield (f"{prefix}.{name}" if prefix else name), value
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self):
+        for prefix, module in self.named_modules():
+            for name in module._buffers:
+                yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
+
+    def num_parameters(self):
+        """How many numbers training adjusts."""
+        return sum(p.size for p in self.parameters())
+
+    # ----- modes and gradients ------------------------------------------------------------
+    def train(self, mode=True):
+        """Training mode: batch norm uses batch statistics, dropout drops."""
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self):
+        """Evaluation mode: batch norm uses running statistics, dropout is off."""
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    # ----- state ----------------------------------------------------------------------------
+    def state_dict(self):
+        """Every parameter and buffer by name, as NumPy arrays copied to the host."""
+        state = {name: p.numpy() for name, p in self.named_parameters()}
+        for name, array in self.named_buffers():
+            state[name] = backend_of(array).to_numpy(array)
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` (as made by :meth:`state_dict`) into this module, in place.
+
+        Raises KeyError naming missing or unexpected entries, ValueError naming a shape mismatch.
+        """
+        targets = dict(self.named_parameters())
+        targets.update(self.named_buffers())
+        missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise KeyError(
+                f"load_state_dict: state does not fit {type(self).__name__}: missing {missing}, "
+                f"unexpected {unexpected}"
+            )
+        for name, target in targets.items():
+            array = target.data if isinstance(target, Tensor) else target
+            value = np.asarray(state[name])
+            if value.shape != tuple(array.shape):
+                raise ValueError(f"load_state_dict: {name} has shape {value.shape}, the module expects {tuple(array.shape)}")
+            array[...] = backend_of(array).asarray(value.astype(array.dtype))
+        return self
+
+    def to(self, backend):
+        """Move every parameter and buffer to ``backend`` ("numpy" or "cupy"); returns self."""
+        target = get_backend(backend)
+        for module in self.modules():
+            for name, value in list(vars(module).items()):
+                if isinstance(value, Tensor):
+                    setattr(module, name, Tensor(value.data, value.requires_grad, value.dtype, target))
+            for name in module._buffers:
+                array = getattr(module, name)
+                setattr(module, name, target.asarray(backend_of(array).to_numpy(array)))
+        return self
+
+    def astype(self, dtype):
+        """Convert every floating parameter and buffer to ``dtype`` (e.g. float64 for gradient
+        checks); returns self."""
+        for module in self.modules():
+            for name, value in list(vars(module).items()):
+                if isinstance(value, Tensor):
+                    setattr(module, name, Tensor(value.data, requires_grad=value.requires_grad, dtype=dtype))
+            for name in module._buffers:
+                setattr(module, name, getattr(module, name).astype(dtype))
+        return self
+
+    # ----- printing -------------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        children = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        return f"{type(self).__name__}(\n" + "\n".join(children) + "\n)"

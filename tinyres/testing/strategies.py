@@ -1,0 +1,82 @@
+"""Hypothesis strategies for property-testing ops: shapes, arrays and layer geometries.
+
+    from hypothesis import given
+    from tinyres.testing import strategies as tst
+
+    @given(tst.arrays(tst.shapes(max_dims=3)))
+    def test_my_op_gradient(x):
+        tinyres.gradcheck(my_op, [tinyres.Tensor(x, requires_grad=True, dtype="float64")])
+
+Arrays are float64 (what gradient checks need). ``arrays(..., spaced=True)`` draws distinct
+values at least 1/8 apart and never 0, for ops with kinks (relu, max, max pooling), where a
+central difference straddling a kink or a tie would measure nonsense.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+ConvGeometry = namedtuple(
+    "ConvGeometry", "batch in_channels out_channels height width kernel_size stride padding"
+)
+PoolGeometry = namedtuple("PoolGeometry", "batch channels height width kernel_size stride padding")
+
+
+def shapes(min_dims=1, max_dims=4, min_side=1, max_side=5):
+    """Array shapes with ``min_dims`` to ``max_dims`` axes of ``min_side`` to ``max_side``."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+
+
+def arrays(shape, low=-2.0, high=2.0, spaced=False):
+    """float64 arrays of ``shape`` (a tuple or a strategy of tuples) with values in [low, high].
+
+    With ``spaced=True`` the values are distinct odd multiples of 1/16 (so never 0, and no two
+    closer than 1/8); ``shape`` must then have at most 8*(high-low) elements.
+    """
+    if spaced:
+        steps = st.integers(int(np.ceil(low * 8 - 0.5)), int(np.floor(high * 8 - 0.5)))
+        elements = steps.map(lambda k: k / 8 + 1 / 16)
+        return hnp.arrays(np.float64, shape, elements=elements, unique=True)
+    return hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False, allow_infinity=False))
+
+
+@st.composite
+def conv_geometries(draw, max_batch=2, max_channels=3, max_size=7, max_kernel=4, max_stride=3, max_padding=2):
+    """Valid conv2d geometries: any kernel (square or not), stride and padding that fit."""
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    padding = (draw(st.integers(0, max_padding)), draw(st.integers(0, max_padding)))
+    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), max_size))
+    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), max_size))
+    return ConvGeometry(
+        batch=draw(st.integers(1, max_batch)),
+        in_channels=draw(st.integers(1, max_channels)),
+        out_channels=draw(st.integers(1, max_channels)),
+        height=height,
+        width=width,
+        kernel_size=kernel,
+        stride=(draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))),
+        padding=padding,
+    )
+
+
+@st.composite
+def pool_geometries(draw, max_batch=2, max_channels=2, max_size=6, max_kernel=3, max_stride=3):
+    """Valid pooling geometries (padding at most half the window, as PyTorch requires)."""
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), max_size))
+    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), max_size))
+    geometry = PoolGeometry(
+        batch=draw(st.integers(1, max_batch)),
+        channels=draw(st.integers(1, max_channels)),
+        height=height,
+        width=width,
+        kernel_size=kernel,
+        stride=(draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))),
+        padding=padding,
+    )
+    assume(geometry.batch * geometry.channels * height * width <= 64)
+    return geometry
