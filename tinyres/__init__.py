@@ -7,6 +7,14 @@
     loss.backward()
 """
 
+import os
+
+# OpenBLAS's idle threads busy-wait for ~0.1 s after every matrix product, competing for the
+# cores with the NumPy copies that follow (im2col runs on all cores): measured here, that made
+# those copies ~2x slower. This asks them to sleep at once. It only takes effect if set before
+# NumPy loads OpenBLAS, so import tinyres before numpy (or export the variable yourself).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from tinyres.autograd import enable_grad, is_grad_enabled, no_grad
 from tinyres.backend import BackendUnavailable, get_backend, manual_seed
 from tinyres.tensor import Tensor

@@ -6,7 +6,7 @@ One file per family; each op computes its forward and, right below it, its backw
 - reduce.py:     sum, mean, max
 - shape.py:      reshape, transpose, flatten, pad, getitem (strided slicing), concat
 - activation.py: relu
-- conv.py:       conv2d (with im2col / col2im)
+- conv.py:       conv2d (with im2col and col2im)
 - batch_norm.py: batch_norm
 - pooling.py:    max_pool2d, avg_pool2d, global_avg_pool2d
 - linear.py:     linear

@@ -59,14 +59,18 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
         x_hat = xc - mean
     inv_std = 1 / xp.sqrt(var + eps)
     x_hat *= inv_std
-    y = x_hat * gamma + beta
+    y = x_hat * gamma  # (in-place steps below save full-size temporaries: each costs a pass)
+    y += beta
 
     def backward(g):
         g = channel_matrix(g)
         dbeta = g.sum(axis=1, keepdims=True)
         dgamma = xp.einsum("cm,cm->c", g, x_hat).reshape(-1, 1)
-        if training:
-            dx = (gamma * inv_std) * (g - dbeta / m - x_hat * (dgamma / m))
+        if training:  # dx = gamma inv_std (g - dbeta/M - x_hat dgamma/M), in place
+            dx = x_hat * (-dgamma / m)
+            dx += g
+            dx -= dbeta / m
+            dx *= gamma * inv_std
         else:  # the statistics are constants: y is an affine function of x
             dx = g * (gamma * inv_std)
         dx = dx.reshape(channels, n, height, width).transpose(1, 0, 2, 3)

@@ -5,25 +5,38 @@ For input x (N, C, H, W) and weights w (O, C, kh, kw), output pixel (n, o, h, w)
     y[n, o, h, w] = sum_{c, i, j} w[o, c, i, j] * x_pad[n, c, h*sh + i, w*sw + j]
 
 im2col copies, for every kernel offset (i, j), the strided slice x_pad[:, :, i::sh, j::sw] into
-a matrix `cols` whose row (c, i, j) and column (n, h, w) hold that product's right factor, so
+the rows (c, i, j) of a matrix `cols` whose columns are the output pixels (n, h, w). Then
 
-    Y = W @ cols                 W: (O, C*kh*kw)   cols: (C*kh*kw, N*Ho*Wo)   Y: (O, N*Ho*Wo)
+    Y  = W @ cols              W: (O, C*kh*kw)   cols: (C*kh*kw, N*Ho*Wo)   Y: (O, N*Ho*Wo)
+    dW = dY @ cols^T           (the same patches, met by the output gradient)
 
-and the two gradients are matrix products too:
+and the input gradient is a convolution too. Each input pixel received w[o, c, i, j] times its
+value in every output it fed, so
 
-    dW   = dY @ cols^T           (the same patches, met by the output gradient)
-    dcols = W^T @ dY,  dX = col2im(dcols)   (every patch sends its gradient back to the pixels
-                                             it was copied from; overlapping patches add up)
+    dx[n, c, y, x] = sum_{o, i, j} w[o, c, i, j] * dy[n, o, (y + p - i)/s, (x + p - j)/s]
 
-Why this layout. Everything here is channel-major, (C, N, H, W) in memory: then cols is filled
-by one slice copy per kernel offset whose inner runs are whole image rows, Y comes out of the
-product already channel-major, and no transpose is ever needed. Measured on a 2-core AVX2
-machine, batch 128, 16 channels 32x32 (benchmarks/README.md has the full table), this beat
-im2col by fancy indexing by ~40x, NCHW sliding-window einsum by ~3x and the NHWC "shifted GEMM"
-of PERF-NOTES by ~1.3x. im2col and col2im loop over the kh*kw kernel offsets (9 for 3x3), never
-over pixels, and never use ``np.add.at``: both work unchanged on CuPy.
+(terms with a fractional or out-of-range index are zero): the output gradient, spread out with
+s-1 zeros between pixels and padded by k-1-p, correlated with the kernel flipped in space and
+transposed in channels. So ``backward`` reuses im2col and one more matrix product.
+
+Why this layout, and no col2im. Everything is channel-major, (C, N, H, W) in memory (see
+common.py): cols is filled by one slice copy per kernel offset whose inner runs are whole image
+rows, Y comes out of the product already channel-major, and no transpose is ever needed.
+benchmarks/README.md has the measurements behind each choice (2-core AVX2, batch 128): this
+formulation against im2col by fancy indexing, NCHW sliding-window einsum, the NHWC "shifted
+GEMM", and col2im (scatter-adding W^T dY back onto pixels, slower than the convolution above
+because its adds read and write the whole image kh*kw times).
+
+Two more things make it fast on NumPy, neither changes the math:
+- the copies of im2col are split by channel over all CPU cores (``backend.parallel_map``):
+  NumPy copies use one core, the matrix products already use all of them;
+- the big temporaries (the cols matrix, padded images) live in reusable scratch buffers:
+  allocating a fresh 75 MB array costs ~10 ms of page faults per call on the CPU.
 """
 
+import math
+
+from tinyres.backend import backend_of
 from tinyres.nn.functional.common import (
     channel_major,
     channel_matrix,
@@ -39,40 +52,54 @@ def output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def im2col(x, kernel_size, stride, padding):
-    """Unfold the patches of an (N, C, H, W) array into a (C*kh*kw, N*Ho*Wo) matrix.
+def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
+    """Unfold the patches of an (N, C, H, W) array into a (C*kh*kw, N*Ho*Wo) matrix:
 
-    cols[(c, i, j), (n, h, w)] = x_pad[n, c, h*sh + i, w*sw + j]
+        cols[(c, i, j), (n, h, w)] = x_pad[n, c, h*sh + i, w*sw + j]
+
+    ``out``, if given, is a (C*kh*kw, N*Ho*Wo) array to fill (conv2d passes a scratch buffer).
     """
-    xp = _xp(x)
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    backend = backend_of(x)
+    xp = backend.xp
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", "im2col"), pair(stride, "stride", "im2col"), pair(padding, "padding", "im2col")
     n, c, height, width = x.shape
     out_h, out_w = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
-    padded = channel_major(x)  # (C, N, H, W) view
+    source = channel_major(x)  # (C, N, H, W)
+    padded = source
     if ph or pw:
-        padded = xp.zeros((c, n, height + 2 * ph, width + 2 * pw), dtype=x.dtype)
-        padded[:, :, ph : ph + height, pw : pw + width] = channel_major(x)
-    cols = xp.empty((c, kh, kw, n, out_h, out_w), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = padded[:, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw]
-    return cols.reshape(c * kh * kw, n * out_h * out_w)
+        padded = _scratch.get("im2col.padded", (c, n, height + 2 * ph, width + 2 * pw), x.dtype, backend)
+        _zero_border(padded, ph, pw)
+    if out is None:
+        out = xp.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype)
+    cols = out.reshape(c, kh, kw, n, out_h, out_w)
+
+    def fill(channels):  # one worker's share: some channels, every kernel offset
+        if padded is not source:
+            padded[channels, :, ph : ph + height, pw : pw + width] = source[channels]
+        for i in range(kh):
+            for j in range(kw):
+                cols[channels, i, j] = padded[channels, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw]
+
+    backend.parallel_map(fill, _split(c, backend.workers))
+    return out
 
 
-def col2im(cols, x_shape, kernel_size, stride, padding):
-    """The adjoint of im2col: add every column entry back onto the pixel it was copied from.
-
-    Returns an (N, C, H, W) array (stored channel-major).
-    """
-    xp = _xp(cols)
+def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
+    """The adjoint of im2col: add each entry of a (C*kh*kw, N*Ho*Wo) matrix back onto the pixel
+    of an (N, C, H, W) image it would have been copied from (overlapping patches add up)."""
+    backend = backend_of(cols)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, c, height, width = x_shape
     out_h, out_w = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
     cols = cols.reshape(c, kh, kw, n, out_h, out_w)
-    padded = xp.zeros((c, n, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            padded[:, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += cols[:, i, j]
+    padded = backend.xp.zeros((c, n, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
+
+    def add_back(channels):  # one worker's share: some channels, every kernel offset
+        for i in range(kh):
+            for j in range(kw):
+                padded[channels, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += cols[channels, i, j]
+
+    backend.parallel_map(add_back, _split(c, backend.workers))
     return padded[:, :, ph : ph + height, pw : pw + width].transpose(1, 0, 2, 3)
 
 
@@ -92,28 +119,87 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     check_feature_map("conv2d", x)
     stride, padding = pair(stride, "stride", "conv2d"), pair(padding, "padding", "conv2d")
     _check_geometry(x.shape, weight.shape, None if bias is None else bias.shape, stride, padding)
-    n, _, height, width = x.shape
+    n, channels, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
     out_h, out_w = output_size(height, kh, stride[0], padding[0]), output_size(width, kw, stride[1], padding[1])
 
+    def unfolded(array, stride, padding):  # im2col into the scratch buffer
+        rows, columns = array.shape[1] * kh * kw, n * output_size(array.shape[2], kh, stride[0], padding[0]) * output_size(array.shape[3], kw, stride[1], padding[1])
+        return im2col(array, (kh, kw), stride, padding, out=_scratch.get("conv2d.cols", (rows, columns), x.dtype, x.backend))
+
     x_data, w_matrix = x.data, weight.data.reshape(out_channels, -1)
-    y = w_matrix @ im2col(x_data, (kh, kw), stride, padding)  # (O, N*Ho*Wo)
+    y = w_matrix @ unfolded(x_data, stride, padding)  # Y = W cols: (O, N*Ho*Wo)
     if bias is not None:
         y += bias.data.reshape(-1, 1)
     y = y.reshape(out_channels, n, out_h, out_w).transpose(1, 0, 2, 3)
-    need_dx = x.requires_grad
+    need_dx, need_dw = x.requires_grad, weight.requires_grad
 
     def backward(g):
-        g = channel_matrix(g)  # (O, N*Ho*Wo)
-        # dX = col2im(W^T dY)
-        dx = col2im(w_matrix.T @ g, x_data.shape, (kh, kw), stride, padding) if need_dx else None
-        # dW = dY cols^T   (cols recomputed rather than kept: it is kh*kw times the input's size)
-        dw = (g @ im2col(x_data, (kh, kw), stride, padding).T).reshape(weight.shape)
+        g_matrix = channel_matrix(g)  # (O, N*Ho*Wo)
+        dx = dw = None
+        if need_dx and stride == (1, 1) and max(padding) <= min(kh, kw) - 1:
+            # dX = dY, padded by k-1-p, correlated with W flipped in space, transposed in channels
+            w_flipped = weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(channels, -1)
+            dx = w_flipped @ unfolded(g, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]))
+            dx = dx.reshape(channels, n, height, width).transpose(1, 0, 2, 3)
+        elif need_dx:  # strided: dX = col2im(W^T dY), each patch's gradient added back in place
+            dx = col2im(w_matrix.T @ g_matrix, x_data.shape, (kh, kw), stride, padding)
+        if need_dw:  # dW = dY cols^T  (cols recomputed: kept, it would be kh*kw times x's size)
+            dw = (g_matrix @ unfolded(x_data, stride, padding).T).reshape(weight.shape)
         if bias is None:
             return dx, dw
-        return dx, dw, g.sum(axis=1)  # db = sum of dY over batch and pixels
+        return dx, dw, g_matrix.sum(axis=1)  # db = dY summed over batch and pixels
 
     return Tensor.from_op("conv2d", y, backward, *tensors)
+
+
+def _zero_border(padded, ph, pw):
+    """Zero the padding frame of a reused buffer (its interior is about to be overwritten)."""
+    if ph:
+        padded[:, :, :ph] = 0
+        padded[:, :, -ph:] = 0
+    if pw:
+        padded[:, :, :, :pw] = 0
+        padded[:, :, :, -pw:] = 0
+
+
+def _split(count, parts):
+    """``count`` indices as up to ``parts`` contiguous slices of near-equal size."""
+    parts = max(1, min(parts, count))
+    bounds = [round(k * count / parts) for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+class _Scratch:
+    """Reusable buffers for temporaries that die inside one op call.
+
+    ``get(name, shape, ...)`` returns an uninitialised array of that shape carved from a buffer
+    kept under ``name``, grown when too small. The contents are overwritten by the next ``get``
+    of the same name, so a caller must be done with it before calling anything that may use it
+    (conv2d's forward and backward use each buffer once, to feed one matrix product).
+    """
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, shape, dtype, backend):
+        key = (name, backend.name, str(dtype))
+        size = math.prod(shape)
+        buffer = self.buffers.get(key)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[key] = backend.xp.empty(size, dtype=dtype)
+        return buffer[:size].reshape(shape)
+
+    def clear(self):
+        self.buffers.clear()
+
+
+_scratch = _Scratch()
+
+
+def release_scratch():
+    """Free conv2d's scratch buffers (they are otherwise kept for the next call)."""
+    _scratch.clear()
 
 
 def _check_geometry(x_shape, w_shape, b_shape, stride, padding):
@@ -136,9 +222,3 @@ def _check_geometry(x_shape, w_shape, b_shape, stride, padding):
         )
     if b_shape is not None and tuple(b_shape) != (out_channels,):
         raise ValueError(f"conv2d: bias must have shape ({out_channels},), got {b_shape}")
-
-
-def _xp(array):
-    from tinyres.backend import backend_of
-
-    return backend_of(array).xp

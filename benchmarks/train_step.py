@@ -1,0 +1,176 @@
+"""Images per second and peak memory of one SGD training step of a CIFAR ResNet.
+
+    python benchmarks/train_step.py --depth 20 --backend numpy --compare torch
+
+Warms up, then alternates timed blocks of tinyres steps and PyTorch steps (same model, same
+batch, same machine, same process) and prints the median img/s of each and the ratio. Peak
+memory is measured separately for each framework in a fresh subprocess: the highest resident
+set size during the steps (Linux VmHWM, reset just before them), minus the resident size
+before them (the model and the batch), i.e. what the step itself allocates at its peak.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import tinyres  # before numpy: see the OPENBLAS_THREAD_TIMEOUT note in tinyres/__init__.py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def make_batch(batch_size, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, batch_size)
+
+
+def tinyres_step_fn(depth, backend, batch_size, plain=False):
+    import tinyres
+    from tinyres.models import cifar_resnet
+    from tinyres.nn.functional import cross_entropy
+    from tinyres.optim import SGD
+
+    tinyres.manual_seed(0)
+    backend = tinyres.get_backend(backend)
+    model = cifar_resnet(depth, plain=plain).to(backend)
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    images, labels = make_batch(batch_size)
+    x, y = tinyres.Tensor(images, backend=backend), backend.asarray(labels)
+
+    def step():
+        loss = cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        backend.synchronize()
+
+    return step
+
+
+def torch_step_fn(depth, device, batch_size, plain=False):
+    import torch
+
+    from torch_reference import CifarResNet
+
+    torch.manual_seed(0)
+    model = CifarResNet(depth, plain).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    images, labels = make_batch(batch_size)
+    x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sync()
+
+    return step
+
+
+def time_alternating(steps, rounds, per_round):
+    """Median seconds per step of each function, timed in alternating blocks."""
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                step()
+            times[name].append((time.perf_counter() - start) / per_round)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def rss_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_memory_in_this_process(framework, depth, backend, batch_size, plain):
+    """Run in a child process: peak resident memory added by training steps, in MiB."""
+    tinyres.backend.retain_freed_memory()
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+        step = torch_step_fn(depth, "cuda" if backend == "cupy" else "cpu", batch_size, plain)
+    else:
+        step = tinyres_step_fn(depth, backend, batch_size, plain)
+    before = rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM, the peak resident set size
+    for _ in range(3):
+        step()
+    peak = rss_kib("VmHWM")
+    print(json.dumps({"step_peak_mib": (peak - before) / 1024, "resident_before_mib": before / 1024}))
+
+
+def measure_memory(framework, args):
+    command = [sys.executable, __file__, "--depth", str(args.depth), "--backend", args.backend,
+               "--batch-size", str(args.batch_size), "--memory-child", framework] + (["--plain"] if args.plain else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--compare", choices=["torch", "none"], default="none")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps-per-round", type=int, default=2)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return measure_memory_in_this_process(args.memory_child, args.depth, args.backend, args.batch_size, args.plain)
+
+    tinyres.backend.retain_freed_memory()  # as python -m tinyres.train does; applies to torch too
+    steps = {"tinyres": tinyres_step_fn(args.depth, args.backend, args.batch_size, args.plain)}
+    versions = {"numpy": np.__version__, "tinyres": tinyres.__version__}
+    if args.compare == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+        device = "cuda" if args.backend == "cupy" else "cpu"
+        steps["torch"] = torch_step_fn(args.depth, device, args.batch_size, args.plain)
+        versions["torch"] = torch.__version__
+    if args.backend == "cupy":
+        import cupy
+
+        versions["cupy"] = cupy.__version__
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    seconds = time_alternating(steps, args.rounds, args.steps_per_round)
+    name = f"{'plain' if args.plain else 'resnet'}-{args.depth}"
+    print(f"# {name}, batch {args.batch_size}, backend {args.backend}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    rate = {k: args.batch_size / s for k, s in seconds.items()}
+    memory = {} if args.no_memory else {k: measure_memory(k, args) for k in steps}
+    for k in steps:
+        line = f"{k:8s} {rate[k]:8.1f} img/s  ({seconds[k] * 1000:7.1f} ms/step)"
+        if memory:
+            line += f"  step peak memory {memory[k]['step_peak_mib']:7.1f} MiB"
+        print(line)
+    if "torch" in rate:
+        line = f"ratio    {rate['tinyres'] / rate['torch']:8.2f} x torch speed"
+        if memory:
+            line += f"  {memory['tinyres']['step_peak_mib'] / memory['torch']['step_peak_mib']:.2f} x torch memory"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

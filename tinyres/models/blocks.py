@@ -1,0 +1,98 @@
+"""The building blocks of the paper's networks (He et al., 2015, Figures 2 and 5).
+
+A residual block computes relu(F(x) + shortcut(x)); the plain block of the same shape is just
+relu(F(x)). F is two 3x3 convolutions (basic block) or 1x1-3x3-1x1 (bottleneck), each followed by
+batch norm, with a ReLU between them.
+
+Shortcuts, for when F changes the shape (section 3.3, "Identity vs. Projection Shortcuts"):
+    A: identity, subsampled by the stride, with zero channels appended: no parameters.
+    B: a 1x1 convolution (+ batch norm) where the shape changes, identity elsewhere.
+    C: a 1x1 convolution (+ batch norm) on every block.
+"""
+
+import tinyres.nn.functional as F
+from tinyres import nn
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: take every ``stride``-th pixel and append zero channels up to ``out_channels``."""
+
+    def __init__(self, in_channels, out_channels, stride):
+        super().__init__()
+        self.extra, self.stride = out_channels - in_channels, stride
+
+    def forward(self, x):
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            x = F.pad(x, [(0, 0), (0, self.extra), (0, 0), (0, 0)])
+        return x
+
+    def extra_repr(self):
+        return f"stride={self.stride}, zero_channels={self.extra}"
+
+
+class Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def projection(in_channels, out_channels, stride):
+    """Options B and C: a strided 1x1 convolution and batch norm."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+
+
+def make_shortcut(option, in_channels, out_channels, stride):
+    changes_shape = stride != 1 or in_channels != out_channels
+    if option == "C" or (option == "B" and changes_shape):
+        return projection(in_channels, out_channels, stride)
+    if option == "A" and changes_shape:
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    if option not in ("A", "B", "C"):
+        raise ValueError(f"shortcut option must be 'A', 'B' or 'C' (paper section 3.3), got {option!r}")
+    return Identity()
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers (the first strided) with a ReLU between; the shortcut unless plain."""
+
+    expansion = 1
+
+    def __init__(self, in_channels, channels, stride=1, plain=False, shortcut="A"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut = None if plain else make_shortcut(shortcut, in_channels, channels, stride)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)  # F(x) + x
+        return F.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1 (reduce) - 3x3 (strided) - 1x1 (expand to 4x) conv-BN layers, for ResNet-50/101/152."""
+
+    expansion = 4
+
+    def __init__(self, in_channels, channels, stride=1, plain=False, shortcut="B"):
+        super().__init__()
+        out_channels = channels * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv3 = nn.Conv2d(channels, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.shortcut = None if plain else make_shortcut(shortcut, in_channels, out_channels, stride)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return F.relu(out)

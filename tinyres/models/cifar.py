@@ -1,0 +1,49 @@
+"""The CIFAR-10 networks of the paper (section 4.2): depth 6n + 2.
+
+    3x3 conv, 16 filters                                         32x32
+    stage 1: n blocks of two 3x3 convs, 16 filters                32x32
+    stage 2: n blocks, 32 filters (the first conv has stride 2)    16x16
+    stage 3: n blocks, 64 filters (the first conv has stride 2)     8x8
+    global average pooling, 10-way fully connected layer
+
+n = 3, 5, 7, 9, 18, 200 give the paper's 20, 32, 44, 56, 110 and 1202 layers.
+"""
+
+import tinyres.nn.functional as F
+from tinyres import nn
+from tinyres.models.blocks import BasicBlock
+
+PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, depth, plain=False, shortcut="A", num_classes=10):
+        super().__init__()
+        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+            raise ValueError(
+                f"cifar_resnet: depth must be 6n + 2 for a whole number n >= 1 (the paper uses "
+                f"{', '.join(map(str, PAPER_DEPTHS))}), got {depth!r}"
+            )
+        blocks = (depth - 2) // 6
+        self.depth, self.plain, self.shortcut_option = depth, plain, shortcut
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        in_channels = 16
+        for index, channels in enumerate((16, 32, 64), start=1):
+            stage = []
+            for b in range(blocks):
+                stride = 2 if index > 1 and b == 0 else 1
+                stage.append(BasicBlock(in_channels, channels, stride, plain, shortcut))
+                in_channels = channels
+            setattr(self, f"stage{index}", nn.Sequential(*stage))
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(F.global_avg_pool2d(x))
+
+
+def cifar_resnet(depth, plain=False, shortcut="A", num_classes=10):
+    """ResNet-``depth`` for 32x32 images (``plain=True``: the same net without shortcuts)."""
+    return CifarResNet(depth, plain, shortcut, num_classes)
