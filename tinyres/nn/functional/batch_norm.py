@@ -14,10 +14,13 @@ Backward in training, with g = dL/dy (every x moves mean and var too, hence the 
     dbeta = sum(g),   dgamma = sum(g * x_hat)
     dx = gamma / sqrt(var + eps) * (g - dbeta / M - x_hat * dgamma / M)
 
-Everything works on the (C, M) channel matrix (see common.py), so each statistic is a row sum.
+Everything works on the (C, M) channel matrix (see common.py), where each statistic is a row
+sum and each channel is independent of the others. So the work is split by channel over the
+CPU cores (NumPy's elementwise work runs on one core), and done with in-place operations: every
+full-size temporary saved is a pass over memory saved.
 """
 
-from tinyres.nn.functional.common import channel_matrix, check_feature_map, check_inputs
+from tinyres.nn.functional.common import channel_matrix, check_feature_map, check_inputs, split
 from tinyres.tensor import Tensor
 
 
@@ -41,38 +44,50 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
         raise ValueError(f"batch_norm: training needs more than one value per channel, input is {x.shape}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
-    xp = x.xp
+    backend, xp = x.backend, x.xp
     xc = channel_matrix(x.data)  # (C, M)
     gamma, beta = weight.data.reshape(-1, 1), bias.data.reshape(-1, 1)
-
+    x_hat, y = xp.empty_like(xc), xp.empty_like(xc)
     if training:
-        mean = xc.mean(axis=1, keepdims=True)
-        x_hat = xc - mean
-        var = xp.einsum("cm,cm->c", x_hat, x_hat).reshape(-1, 1) / m
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean.reshape(-1)
-            running_var *= 1 - momentum
-            running_var += (momentum * m / (m - 1)) * var.reshape(-1)
+        mean, var = xp.empty((channels, 1), x.dtype), xp.empty((channels, 1), x.dtype)
     else:
         mean, var = running_mean.reshape(-1, 1), running_var.reshape(-1, 1)
-        x_hat = xc - mean
-    inv_std = 1 / xp.sqrt(var + eps)
-    x_hat *= inv_std
-    y = x_hat * gamma  # (in-place steps below save full-size temporaries: each costs a pass)
-    y += beta
+    inv_std = xp.empty((channels, 1), x.dtype)
+
+    def normalize(c):  # one worker's channels c: statistics, x_hat, y
+        if training:
+            mean[c] = xc[c].mean(axis=1, keepdims=True)
+        xp.subtract(xc[c], mean[c], out=x_hat[c])
+        if training:
+            var[c] = xp.einsum("cm,cm->c", x_hat[c], x_hat[c]).reshape(-1, 1) / m
+        inv_std[c] = 1 / xp.sqrt(var[c] + eps)
+        x_hat[c] *= inv_std[c]
+        xp.multiply(x_hat[c], gamma[c], out=y[c])
+        y[c] += beta[c]
+
+    backend.parallel_map(normalize, split(channels, backend.workers))
+    if training and running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean.reshape(-1)
+        running_var *= 1 - momentum
+        running_var += (momentum * m / (m - 1)) * var.reshape(-1)
 
     def backward(g):
         g = channel_matrix(g)
-        dbeta = g.sum(axis=1, keepdims=True)
-        dgamma = xp.einsum("cm,cm->c", g, x_hat).reshape(-1, 1)
-        if training:  # dx = gamma inv_std (g - dbeta/M - x_hat dgamma/M), in place
-            dx = x_hat * (-dgamma / m)
-            dx += g
-            dx -= dbeta / m
-            dx *= gamma * inv_std
-        else:  # the statistics are constants: y is an affine function of x
-            dx = g * (gamma * inv_std)
+        dx, dgamma, dbeta = xp.empty_like(g), xp.empty((channels, 1), g.dtype), xp.empty((channels, 1), g.dtype)
+
+        def gradients(c):  # one worker's channels
+            dbeta[c] = g[c].sum(axis=1, keepdims=True)
+            dgamma[c] = xp.einsum("cm,cm->c", g[c], x_hat[c]).reshape(-1, 1)
+            if training:  # dx = gamma inv_std (g - dbeta/M - x_hat dgamma/M)
+                xp.multiply(x_hat[c], -dgamma[c] / m, out=dx[c])
+                dx[c] += g[c]
+                dx[c] -= dbeta[c] / m
+                dx[c] *= gamma[c] * inv_std[c]
+            else:  # the statistics are constants: y is an affine function of x
+                xp.multiply(g[c], gamma[c] * inv_std[c], out=dx[c])
+
+        backend.parallel_map(gradients, split(channels, backend.workers))
         dx = dx.reshape(channels, n, height, width).transpose(1, 0, 2, 3)
         return dx, dgamma.reshape(-1), dbeta.reshape(-1)
 

@@ -85,3 +85,11 @@ def check_feature_map(op, x, name="input"):
         raise ValueError(
             f"{op}: {name} must be 4-D (batch, channels, height, width), got shape {x.shape}"
         )
+
+
+def split(count, parts):
+    """``count`` indices as up to ``parts`` contiguous slices of near-equal size: how ops share
+    big arrays (by channel) among the workers of ``backend.parallel_map``."""
+    parts = max(1, min(parts, count))
+    bounds = [round(k * count / parts) for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]

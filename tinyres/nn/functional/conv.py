@@ -15,17 +15,21 @@ value in every output it fed, so
 
     dx[n, c, y, x] = sum_{o, i, j} w[o, c, i, j] * dy[n, o, (y + p - i)/s, (x + p - j)/s]
 
-(terms with a fractional or out-of-range index are zero): the output gradient, spread out with
-s-1 zeros between pixels and padded by k-1-p, correlated with the kernel flipped in space and
-transposed in channels. So ``backward`` reuses im2col and one more matrix product.
+(terms with a fractional or out-of-range index are zero). For stride 1 that is the output
+gradient padded by k-1-p and correlated with the kernel flipped in space and transposed in
+channels: im2col and one more matrix product. For other strides it is col2im(W^T dY), the
+adjoint of im2col, which adds every column entry back onto the pixel it was copied from.
 
-Why this layout, and no col2im. Everything is channel-major, (C, N, H, W) in memory (see
-common.py): cols is filled by one slice copy per kernel offset whose inner runs are whole image
-rows, Y comes out of the product already channel-major, and no transpose is ever needed.
-benchmarks/README.md has the measurements behind each choice (2-core AVX2, batch 128): this
-formulation against im2col by fancy indexing, NCHW sliding-window einsum, the NHWC "shifted
-GEMM", and col2im (scatter-adding W^T dY back onto pixels, slower than the convolution above
-because its adds read and write the whole image kh*kw times).
+Why this layout. Everything is channel-major, (C, N, H, W) in memory (see common.py): cols is
+filled by one slice copy per kernel offset whose inner runs are whole image rows, Y comes out of
+the product already channel-major, and no transpose is ever needed. benchmarks/README.md has the
+measurements (benchmarks/conv_formulations.py, 2-core AVX2, batch 128): on the 16-channel 32x32
+layers, where a CIFAR ResNet spends most of its time, this forward is ~1.4x faster than an NCHW
+sliding-window einsum or PERF-NOTES' NHWC "shifted GEMM" and ~15x faster than im2col by fancy
+indexing; on 32 and 64 channels the three fast ones are within ~15% of each other. For stride 1
+the input gradient as a convolution beats col2im (scatter-adding W^T dY back onto the pixels,
+whose adds read and write the image kh*kw times) by ~1.4x; strided convolutions use col2im,
+since the convolution would first have to spread dY out with zeros.
 
 Two more things make it fast on NumPy, neither changes the math:
 - the copies of im2col are split by channel over all CPU cores (``backend.parallel_map``):
@@ -43,6 +47,7 @@ from tinyres.nn.functional.common import (
     check_feature_map,
     check_inputs,
     pair,
+    split,
 )
 from tinyres.tensor import Tensor
 
@@ -80,7 +85,7 @@ def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
             for j in range(kw):
                 cols[channels, i, j] = padded[channels, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw]
 
-    backend.parallel_map(fill, _split(c, backend.workers))
+    backend.parallel_map(fill, split(c, backend.workers))
     return out
 
 
@@ -99,7 +104,7 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
             for j in range(kw):
                 padded[channels, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += cols[channels, i, j]
 
-    backend.parallel_map(add_back, _split(c, backend.workers))
+    backend.parallel_map(add_back, split(c, backend.workers))
     return padded[:, :, ph : ph + height, pw : pw + width].transpose(1, 0, 2, 3)
 
 
@@ -161,13 +166,6 @@ def _zero_border(padded, ph, pw):
     if pw:
         padded[:, :, :, :pw] = 0
         padded[:, :, :, -pw:] = 0
-
-
-def _split(count, parts):
-    """``count`` indices as up to ``parts`` contiguous slices of near-equal size."""
-    parts = max(1, min(parts, count))
-    bounds = [round(k * count / parts) for k in range(parts + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 class _Scratch:
