@@ -9,6 +9,7 @@ too. On a GPU machine run the whole suite on CuPy instead:
 
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -36,3 +37,20 @@ def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         names = [n.strip() for n in metafunc.config.getoption("--backend").split(",") if n.strip()]
         metafunc.parametrize("backend", [get_backend(n) for n in names], ids=names)
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """A small CIFAR-10 in the official binary layout: 5 training files and a test file of
+    24 images each (all ten classes), written by the test itself."""
+    from tinyres.data import cifar10
+
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
+        images = rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8)
+        labels = np.arange(24) % 10
+        cifar10.write_batch(str(folder / name), images, labels)
+    (folder / "batches.meta.txt").write_text("\n".join(cifar10.CLASSES) + "\n")
+    return tmp_path

@@ -1,0 +1,42 @@
+"""CIFAR-10: the official binary files (cifar10.py) and batches with the paper's preprocessing
+and augmentation on any backend (loader.py)."""
+
+import numpy as np
+
+from tinyres.data import cifar10
+from tinyres.data.cifar10 import CLASSES, DatasetError, default_data_dir
+from tinyres.data.loader import Loader, pixel_mean
+
+
+def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subset=None,
+                    validation=0, eval_batch_size=500, download=True, dtype="float32"):
+    """The training loader and the evaluation loaders ({"test": ..., "val": ...}) of CIFAR-10.
+
+    Args:
+        subset: train on the first ``subset`` training images only (quick experiments).
+        validation: hold out the last ``validation`` training images (the paper's 45k/5k split
+            uses 5000) as a validation set, evaluated like the test set.
+    Returns:
+        (train_loader, {"test": test_loader[, "val": val_loader]}, mean): mean is the per-pixel
+        training mean the loaders subtract (checkpoints keep it for evaluation).
+    """
+    train_x, train_y, test_x, test_y = cifar10.load(data_dir, download)
+    if validation:
+        if not 0 < validation < len(train_x):
+            raise ValueError(f"validation must be between 1 and {len(train_x) - 1} images, got {validation}")
+        val_x, val_y = train_x[-validation:], train_y[-validation:]
+        train_x, train_y = train_x[:-validation], train_y[:-validation]
+    if subset is not None:
+        if not 0 < subset <= len(train_x):
+            raise ValueError(f"subset must be between 1 and {len(train_x)} images, got {subset}")
+        train_x, train_y = train_x[:subset], train_y[:subset]
+    mean = pixel_mean(train_x)
+    train = Loader(train_x, train_y, batch_size, backend, mean, augment=True, shuffle=True, seed=seed,
+                   drop_last=len(train_x) >= batch_size, dtype=dtype)
+    evaluation = {"test": Loader(test_x, test_y, eval_batch_size, backend, mean, dtype=dtype)}
+    if validation:
+        evaluation["val"] = Loader(val_x, val_y, eval_batch_size, backend, mean, dtype=dtype)
+    return train, evaluation, mean
+
+
+__all__ = ["CLASSES", "DatasetError", "Loader", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean"]

@@ -1,0 +1,381 @@
+"""Train the paper's CIFAR-10 networks with the paper's recipe.
+
+    python -m tinyres.train --depth 56                   # ResNet-56, NumPy on the CPU
+    python -m tinyres.train --depth 56 --plain           # its plain counterpart
+    python -m tinyres.train --depth 110 --backend cupy   # on an NVIDIA GPU (warm-up is on)
+    python -m tinyres.train --out runs/r56 --resume      # continue an interrupted run
+
+Defaults are section 4.2 of He et al. (2015): SGD with momentum 0.9 and weight decay 1e-4 on
+mini-batches of 128, learning rate 0.1 divided by 10 at 32k and 48k iterations, stop at 64k; for
+110 layers and deeper, 0.01 until the training error is below 80%, then 0.1 ("warm-up"). With
+--iterations or --epochs the two divisions move to 50% and 75% of the run, where the paper has
+them, unless --milestones says otherwise.
+
+The run directory (--out) receives:
+    config.json     every setting, as resolved
+    metrics.csv     a row per evaluation: iteration, epoch, learning rate, train loss and error
+                    (averaged since the last evaluation), test (and validation) loss and error,
+                    wall time, images per second
+    checkpoint.npz  model, optimizer, data position and counters, written atomically at every
+                    evaluation and when you press Ctrl-C; --resume continues from it (on the CPU
+                    with the same seed, bit for bit as if never interrupted)
+A loss that becomes NaN or infinite stops the run with a message; the last checkpoint stays.
+"""
+
+import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
+
+import argparse
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from tinyres import checkpoint
+from tinyres.data import DatasetError, cifar10_loaders
+from tinyres.evaluate import evaluate
+from tinyres.models import cifar_resnet
+from tinyres.nn.functional import cross_entropy
+from tinyres.optim import SGD
+
+DEFAULTS = {
+    "depth": 20, "plain": False, "shortcut": "A", "backend": "numpy", "batch_size": 128,
+    "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "iterations": None, "epochs": None,
+    "milestones": None, "warmup": None, "data_dir": None, "out": None, "seed": 0,
+    "eval_every": None, "subset": None, "validation": 0, "dtype": "float32",
+    "stop_after_minutes": None, "progress": True,
+}
+PAPER_ITERATIONS = 64_000
+# settings a resumed run may change; the rest define the experiment and must stay as saved
+RESUMABLE_OVERRIDES = {"backend", "iterations", "epochs", "eval_every", "data_dir", "stop_after_minutes", "progress", "out"}
+WARMUP_ERROR = 0.8  # the paper's threshold: warm up until the training error is below 80%
+WARMUP_WINDOW = 50  # mini-batches over which that training error is averaged
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def scheduled_lr(base_lr, iteration, milestones, warming_up=False):
+    """The paper's step schedule: base_lr / 10 for every milestone passed, and base_lr / 10 while
+    warming up (0.01 for 0.1)."""
+    lr = base_lr * 0.1 ** sum(iteration >= m for m in milestones)
+    return lr * 0.1 if warming_up else lr
+
+
+class Warmup:
+    """Section 4.2, for 110 layers: "we use 0.01 to warm up the training until the training error
+    is below 80% (about 400 iterations), and then go back to 0.1". The error is averaged over the
+    last WARMUP_WINDOW mini-batches so one lucky batch does not end it."""
+
+    def __init__(self, active, recent=()):
+        self.active = active
+        self.recent = deque(recent, maxlen=WARMUP_WINDOW)
+
+    def update(self, batch_error):
+        """Record a mini-batch's error; True when this ends the warm-up."""
+        self.recent.append(batch_error)
+        if self.active and len(self.recent) == WARMUP_WINDOW and np.mean(self.recent) < WARMUP_ERROR:
+            self.active = False
+            return True
+        return False
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tinyres.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    a = p.add_argument
+    a("--depth", type=int, help="6n+2: 20, 32, 44, 56, 110, 1202, ... (default 20)")
+    a("--plain", action="store_true", default=None, help="the plain net: the same layers without shortcuts")
+    a("--shortcut", choices=["A", "B", "C"], help="A: identity + zero channels (default), B: projections where the shape changes, C: projections everywhere")
+    a("--backend", choices=["numpy", "cupy"], help="numpy (CPU, default) or cupy (NVIDIA GPU)")
+    a("--batch-size", type=int, help="mini-batch size (default 128)")
+    a("--lr", type=float, help="learning rate (default 0.1)")
+    a("--momentum", type=float, help="SGD momentum (default 0.9)")
+    a("--weight-decay", type=float, help="L2 weight decay (default 1e-4)")
+    a("--iterations", type=int, help=f"training iterations (default {PAPER_ITERATIONS})")
+    a("--epochs", type=float, help="training length in passes over the training images (instead of --iterations)")
+    a("--milestones", help="comma-separated iterations where the learning rate is divided by 10 (default: 50%% and 75%% of the run, 32000,48000 for 64k)")
+    a("--warmup", action=argparse.BooleanOptionalAction, default=None, help="lr 0.01 until training error < 80%% (default: on for depth >= 110)")
+    a("--data-dir", help="folder with cifar-10-batches-bin/ or cifar-10-binary.tar.gz (default $TINYRES_DATA or ~/.cache/tinyres; downloaded if missing)")
+    a("--out", help="run directory (default runs/<name>-seed<seed>)")
+    a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    a("--seed", type=int, help="seed of the initial weights and of the data order (default 0)")
+    a("--eval-every", type=int, help="iterations between evaluations and checkpoints (default: one epoch)")
+    a("--subset", type=int, help="train on the first N training images only (quick experiments)")
+    a("--validation", type=int, help="hold out the last N training images as a validation set (the paper's 45k/5k split: 5000)")
+    a("--dtype", choices=["float32", "float64"], help="float32 (default) or float64")
+    a("--stop-after-minutes", type=float, help="checkpoint and stop after this much wall time (resume later)")
+    a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (log lines only)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args):
+    """DEFAULTS, then (when resuming) the saved config, then what was given on the command line."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    if not args.resume:
+        config = {**DEFAULTS, **given}
+        if config["out"] is None:
+            name = f"{'plain' if config['plain'] else 'resnet'}{config['depth']}"
+            config["out"] = os.path.join("runs", f"{name}-seed{config['seed']}")
+        if os.path.exists(os.path.join(config["out"], "checkpoint.npz")):
+            raise SystemExit(f"error: {config['out']} already holds a run (checkpoint.npz); continue it with --resume, or choose another --out")
+        return config
+    if "out" not in given:
+        raise SystemExit("error: --resume needs --out RUN_DIR, the directory of the run to continue")
+    path = os.path.join(given["out"], "config.json")
+    if not os.path.exists(os.path.join(given["out"], "checkpoint.npz")):
+        raise SystemExit(f"error: nothing to resume in {given['out']}: it has no checkpoint.npz")
+    with open(path) as f:
+        saved = json.load(f)
+    changed = {k: (saved.get(k), v) for k, v in given.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v}
+    if changed:
+        detail = ", ".join(f"--{k.replace('_', '-')} {new} (run has {old})" for k, (old, new) in changed.items())
+        raise SystemExit(f"error: a resumed run keeps its settings; these differ from {path}: {detail}")
+    config = {**DEFAULTS, **saved, **given}
+    if "iterations" in given:  # a new length replaces the saved one, whichever way it was given
+        config["epochs"] = None
+    elif "epochs" in given:
+        config["iterations"] = None
+    return config
+
+
+class Trainer:
+    """One training run: model, optimizer, data, counters, and how to save and restore them."""
+
+    def __init__(self, config):
+        self.config = config
+        self.backend = tinyres.get_backend(config["backend"])
+        self.dir = config["out"]
+        tinyres.manual_seed(config["seed"])
+        self.model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"]).to(self.backend)
+        self.optimizer = SGD(self.model.parameters(), config["lr"], config["momentum"], config["weight_decay"])
+        self.train_data, self.eval_data, self.mean = cifar10_loaders(
+            config["data_dir"], config["batch_size"], self.backend, config["seed"], config["subset"],
+            config["validation"], dtype=config["dtype"])
+        self.batches_per_epoch = len(self.train_data)
+        self._resolve_schedule()
+        self.iteration = 0
+        self.best = {"test_error": None, "iteration": None}
+        self.warmup = Warmup(config["warmup"])
+        self.train_seconds = 0.0
+        self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
+        self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit"
+
+    def _resolve_schedule(self):
+        c = self.config
+        if c["iterations"] is not None and c["epochs"] is not None:
+            raise SystemExit("error: give --iterations or --epochs, not both")
+        if c["epochs"] is not None:
+            c["iterations"] = max(1, round(c["epochs"] * self.batches_per_epoch))
+        elif c["iterations"] is None:
+            c["iterations"] = PAPER_ITERATIONS
+        if c["milestones"] is None:
+            c["milestones"] = f"{c['iterations'] // 2},{c['iterations'] * 3 // 4}"
+        self.milestones = sorted(int(m) for m in str(c["milestones"]).split(",") if m.strip())
+        if c["eval_every"] is None:
+            c["eval_every"] = self.batches_per_epoch
+        if c["warmup"] is None:
+            c["warmup"] = c["depth"] >= 110
+
+    # ----- the schedule ---------------------------------------------------------------------
+    def learning_rate(self):
+        return scheduled_lr(self.config["lr"], self.iteration, self.milestones, self.warmup.active)
+
+    # ----- one step -------------------------------------------------------------------------
+    def step(self, images, labels):
+        self.optimizer.lr = self.learning_rate()
+        logits = self.model(images)
+        loss = cross_entropy(logits, labels)
+        loss_value = loss.item()  # one device-to-host sync per step, for the NaN check and the log
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"the loss became {loss_value} at iteration {self.iteration}: training diverged. "
+                f"The last good checkpoint is {self.checkpoint_path()} (if one was written); try "
+                "a lower --lr or --warmup."
+            )
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        errors = int((logits.data.argmax(axis=1) != labels).sum())
+        return loss_value, errors
+
+    # ----- saving and restoring -------------------------------------------------------------
+    def checkpoint_path(self):
+        return os.path.join(self.dir, "checkpoint.npz")
+
+    def save(self):
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
+        arrays["data.mean"] = self.mean
+        meta = {
+            "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
+            "recent_errors": list(self.warmup.recent), "train_seconds": self.train_seconds,
+            "interval": self.interval, "config": self.config,
+        }
+        checkpoint.save(self.checkpoint_path(), arrays, meta)
+
+    def restore(self):
+        arrays, meta = checkpoint.load(self.checkpoint_path())
+        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")})
+        self.iteration, self.best = meta["iteration"], meta["best"]
+        self.warmup = Warmup(meta["warming_up"], meta["recent_errors"])
+        self.train_seconds, self.interval = meta["train_seconds"], meta["interval"]
+        self._truncate_metrics(self.iteration)
+        self.log(f"resumed {self.dir} at iteration {self.iteration}")
+
+    def _truncate_metrics(self, iteration):
+        """Drop logged rows past the checkpoint (they will be logged again)."""
+        path = os.path.join(self.dir, "metrics.csv")
+        if not os.path.exists(path):
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(r["iteration"]) <= iteration]
+        if len(kept) != len(rows):
+            self._write_rows(path, rows[0].keys(), kept, mode="w")
+
+    # ----- logging ----------------------------------------------------------------------------
+    def log(self, message):
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    bar = None
+
+    @staticmethod
+    def _write_rows(path, fields, rows, mode):
+        partial = path + ".tmp" if mode == "w" else path
+        with open(partial, mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields))
+            if mode == "w" or f.tell() == 0:
+                writer.writeheader()
+            writer.writerows(rows)
+        if mode == "w":
+            os.replace(partial, path)
+
+    def record_evaluation(self):
+        """Evaluate, append a metrics row, keep the best test error, checkpoint, print a line."""
+        seen = max(self.interval["images"], 1)
+        row = {
+            "iteration": self.iteration,
+            "epoch": round(self.iteration / self.batches_per_epoch, 3),
+            "lr": float(f"{self.learning_rate():.6g}"),
+            "train_loss": round(self.interval["loss"] / max(self.interval["batches"], 1), 5),
+            "train_error": round(self.interval["errors"] / seen, 5),
+        }
+        for name, loader in self.eval_data.items():
+            loss, error = evaluate(self.model, loader)
+            row[f"{name}_loss"], row[f"{name}_error"] = round(loss, 5), round(error, 5)
+        self.model.train()
+        row["train_seconds"] = round(self.train_seconds, 1)
+        row["images_per_sec"] = round(self.interval["images"] / max(self.interval["seconds"], 1e-9), 1)
+        if self.best["test_error"] is None or row["test_error"] < self.best["test_error"]:
+            self.best = {"test_error": row["test_error"], "iteration": self.iteration}
+        self._write_rows(os.path.join(self.dir, "metrics.csv"), row.keys(), [row], mode="a")
+        self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
+        self.save()
+        val = f" | val err {row['val_error']:.2%}" if "val_error" in row else ""
+        self.log(f"iter {self.iteration:6d} | train loss {row['train_loss']:.4f} err {row['train_error']:.2%} | "
+                 f"test loss {row['test_loss']:.4f} err {row['test_error']:.2%}{val} | lr {row['lr']:g} | "
+                 f"{row['images_per_sec']:.0f} img/s")
+        return row
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def run(self):
+        from tqdm import tqdm
+
+        c = self.config
+        total = c["iterations"]
+        deadline = None if c["stop_after_minutes"] is None else time.monotonic() + 60 * c["stop_after_minutes"]
+        self.bar = tqdm(total=total, initial=self.iteration, disable=not c["progress"], dynamic_ncols=True,
+                        unit="it", smoothing=0.05, file=sys.stderr)
+        previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
+        try:
+            while self.iteration < total and self.stop_reason is None:
+                epoch, start = divmod(self.iteration, self.batches_per_epoch)
+                for images, labels in self.train_data.epoch(epoch, start):
+                    began = time.perf_counter()
+                    loss, errors = self.step(images, labels)
+                    seconds = time.perf_counter() - began
+                    self.iteration += 1
+                    n = len(labels)
+                    self.train_seconds += seconds
+                    self.interval["loss"] += loss
+                    self.interval["batches"] += 1
+                    self.interval["errors"] += errors
+                    self.interval["images"] += n
+                    self.interval["seconds"] += seconds
+                    if self.warmup.update(errors / n):
+                        self.log(f"warm-up done at iteration {self.iteration}: training error below 80%, "
+                                 f"learning rate back to {self.config['lr']}")
+                    self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.learning_rate():g}",
+                                         img_s=f"{n / seconds:.0f}", refresh=False)
+                    self.bar.update(1)
+                    if self.iteration % c["eval_every"] == 0 or self.iteration == total:
+                        self.record_evaluation()
+                    if deadline is not None and time.monotonic() > deadline and self.stop_reason is None:
+                        self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
+                        self.stop_reason = "time limit"
+                    if self.iteration >= total or self.stop_reason is not None:
+                        break
+            if self.iteration % c["eval_every"] and self.iteration < total:  # stopped between evaluations
+                self.save()
+                self.log(f"checkpoint saved at iteration {self.iteration}: continue with --out {self.dir} --resume")
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            self.bar.close()
+            self.bar = None
+
+    def _on_interrupt(self, signum, frame):
+        """First Ctrl-C: finish the current step, checkpoint, stop. A second one: stop now."""
+        if self.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        self.stop_reason = "interrupted"
+        self.log("interrupted: finishing this step, then saving a checkpoint (Ctrl-C again to abort without saving)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = resolve_config(args)
+    tinyres.backend.retain_freed_memory()
+    try:
+        trainer = Trainer(config)
+    except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    os.makedirs(trainer.dir, exist_ok=True)
+    if args.resume:
+        trainer.restore()
+    checkpoint.write_json(os.path.join(trainer.dir, "config.json"), trainer.config)
+    name = f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
+    trainer.log(f"{name} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}, "
+                f"{trainer.train_data.num_images} training images, {trainer.batches_per_epoch} batches/epoch, "
+                f"{config['iterations']} iterations, lr {config['lr']} /10 at {trainer.milestones}"
+                f"{', warm-up' if config['warmup'] else ''} -> {trainer.dir}")
+    try:
+        trainer.run()
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if trainer.stop_reason == "interrupted":
+        return 130
+    if trainer.stop_reason == "time limit":
+        return 0
+    if trainer.best["test_error"] is not None:
+        with open(os.path.join(trainer.dir, "metrics.csv"), newline="") as f:
+            final = list(csv.DictReader(f))[-1]
+        trainer.log(f"done: best test error {trainer.best['test_error']:.2%} (iteration {trainer.best['iteration']}), "
+                    f"final test error {float(final['test_error']):.2%} (iteration {final['iteration']}), "
+                    f"{trainer.train_seconds / 60:.1f} min of training")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
