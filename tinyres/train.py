@@ -53,6 +53,7 @@ DEFAULTS = {
 PAPER_ITERATIONS = 64_000
 # settings a resumed run may change; the rest define the experiment and must stay as saved
 RESUMABLE_OVERRIDES = {"backend", "iterations", "epochs", "eval_every", "data_dir", "stop_after_minutes", "progress", "out"}
+PER_INVOCATION = {"stop_after_minutes", "progress"}  # apply to one command, not to the run
 WARMUP_ERROR = 0.8  # the paper's threshold: warm up until the training error is below 80%
 WARMUP_WINDOW = 50  # mini-batches over which that training error is averaged
 
@@ -137,6 +138,7 @@ def resolve_config(args):
     if changed:
         detail = ", ".join(f"--{k.replace('_', '-')} {new} (run has {old})" for k, (old, new) in changed.items())
         raise SystemExit(f"error: a resumed run keeps its settings; these differ from {path}: {detail}")
+    saved = {k: v for k, v in saved.items() if k not in PER_INVOCATION}
     config = {**DEFAULTS, **saved, **given}
     if "iterations" in given:  # a new length replaces the saved one, whichever way it was given
         config["epochs"] = None

@@ -1,0 +1,162 @@
+"""python -m tinyres.train and tinyres.evaluate end to end, on a small CIFAR-10 the tests write:
+the schedule, logs, checkpoints, exact resume, Ctrl-C, and a diverging loss."""
+
+import csv
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tinyres import checkpoint, evaluate, train
+
+SMALL = ["--depth", "8", "--subset", "48", "--batch-size", "8", "--no-progress"]  # 6 batches per epoch
+
+
+def run(cifar_dir, out, *extra):
+    return train.main(SMALL + ["--data-dir", str(cifar_dir), "--out", str(out), *extra])
+
+
+def rows(out):
+    with open(os.path.join(out, "metrics.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_learning_rate_schedule_is_the_papers():
+    milestones = [32000, 48000]
+    assert train.scheduled_lr(0.1, 0, milestones) == 0.1
+    assert train.scheduled_lr(0.1, 31999, milestones) == 0.1
+    assert train.scheduled_lr(0.1, 32000, milestones) == pytest.approx(0.01)
+    assert train.scheduled_lr(0.1, 48000, milestones) == pytest.approx(0.001)
+    assert train.scheduled_lr(0.1, 10, milestones, warming_up=True) == pytest.approx(0.01)
+
+
+def test_warmup_ends_when_the_averaged_training_error_drops_below_80_percent():
+    warmup = train.Warmup(active=True)
+    for _ in range(train.WARMUP_WINDOW):
+        assert not warmup.update(0.9)
+    assert warmup.active
+    ended = [warmup.update(0.1) for _ in range(train.WARMUP_WINDOW)]
+    assert any(ended) and not warmup.active
+    assert not train.Warmup(active=False).update(0.99)
+
+
+def test_defaults_are_the_papers_recipe():
+    config = train.resolve_config(train.parse_args(["--out", "/nonexistent/run"]))
+    assert (config["batch_size"], config["lr"], config["momentum"], config["weight_decay"]) == (128, 0.1, 0.9, 1e-4)
+    assert config["iterations"] is None and config["milestones"] is None  # resolved to 64k and 32k,48k
+
+
+def test_a_short_run_writes_config_metrics_checkpoint_and_a_final_line(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "6", "--eval-every", "3") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["iterations"] == 6 and config["milestones"] == "3,4" and config["warmup"] is False
+    logged = rows(out)
+    assert [r["iteration"] for r in logged] == ["3", "6"]
+    assert set(logged[0]) >= {"epoch", "lr", "train_loss", "train_error", "test_loss", "test_error", "train_seconds", "images_per_sec"}
+    assert float(logged[1]["lr"]) == pytest.approx(0.001)
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    assert meta["iteration"] == 6 and "model.fc.weight" in arrays and "data.mean" in arrays
+    assert "done: best test error" in capsys.readouterr().out
+
+
+def test_epochs_set_the_length_and_move_the_milestones(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--epochs", "2", "--eval-every", "6") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["iterations"] == 12 and config["milestones"] == "6,9"
+    assert len(rows(out)) == 2
+
+
+def test_validation_split_is_evaluated_and_logged(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "2", "--validation", "20") == 0
+    assert "val_error" in rows(out)[0]
+
+
+def test_resume_reaches_bit_identical_weights(cifar_dir, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run(cifar_dir, straight, "--iterations", "8", "--eval-every", "4") == 0
+    # stop after the first iteration (between evaluations), then continue, twice over
+    assert run(cifar_dir, resumed, "--iterations", "8", "--eval-every", "4", "--stop-after-minutes", "0") == 0
+    assert checkpoint.load(str(resumed / "checkpoint.npz"))[1]["iteration"] == 1
+    assert train.main(["--out", str(resumed), "--resume", "--stop-after-minutes", "0", "--no-progress"]) == 0
+    assert train.main(["--out", str(resumed), "--resume", "--no-progress"]) == 0
+    a, meta_a = checkpoint.load(str(straight / "checkpoint.npz"))
+    b, meta_b = checkpoint.load(str(resumed / "checkpoint.npz"))
+    assert meta_a["iteration"] == meta_b["iteration"] == 8
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert [r["test_error"] for r in rows(straight)] == [r["test_error"] for r in rows(resumed)]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_run_can_resume(cifar_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    original_step = train.Trainer.step
+
+    def step_then_interrupt(self, images, labels):
+        result = original_step(self, images, labels)
+        if self.iteration == 2:  # the third step: press Ctrl-C in the middle of training
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(train.Trainer, "step", step_then_interrupt)
+    assert run(cifar_dir, out, "--iterations", "6", "--eval-every", "6") == 130
+    assert checkpoint.load(str(out / "checkpoint.npz"))[1]["iteration"] == 3
+    monkeypatch.setattr(train.Trainer, "step", original_step)
+    assert train.main(["--out", str(out), "--resume", "--no-progress"]) == 0
+    assert checkpoint.load(str(out / "checkpoint.npz"))[1]["iteration"] == 6
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cifar_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    real_cross_entropy = train.cross_entropy
+
+    def poisoned(logits, labels):  # the 4th training loss is NaN
+        loss = real_cross_entropy(logits, labels)
+        if logits.requires_grad:
+            calls["n"] += 1
+            if calls["n"] == 4:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(train, "cross_entropy", poisoned)
+    assert run(cifar_dir, out, "--iterations", "6", "--eval-every", "2") == 1
+    assert "the loss became nan at iteration 3: training diverged" in capsys.readouterr().err
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    assert meta["iteration"] == 2 and all(np.all(np.isfinite(v)) for v in arrays.values())
+
+
+def test_an_existing_run_is_not_overwritten(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "1") == 0
+    with pytest.raises(SystemExit, match="already holds a run.*--resume"):
+        run(cifar_dir, out, "--iterations", "1")
+
+
+def test_resume_refuses_to_change_the_experiment(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "1") == 0
+    with pytest.raises(SystemExit, match=r"--depth 20 \(run has 8\)"):
+        train.main(["--out", str(out), "--resume", "--depth", "20"])
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        train.main(["--out", str(tmp_path / "none"), "--resume"])
+
+
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("tinyres.data.cifar10.urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(SystemExit, match="CIFAR-10 not found in .*empty.*--data-dir"):
+        train.main(SMALL + ["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run"), "--iterations", "1"])
+
+
+def test_evaluate_reports_the_test_error_of_a_run(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "3") == 0
+    logged = float(rows(out)[-1]["test_error"])
+    assert evaluate.main([str(out), "--data-dir", str(cifar_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"test error {logged:.2%}" in printed and "at iteration 3" in printed
