@@ -160,3 +160,14 @@ def test_evaluate_reports_the_test_error_of_a_run(cifar_dir, tmp_path, capsys):
     assert evaluate.main([str(out), "--data-dir", str(cifar_dir)]) == 0
     printed = capsys.readouterr().out
     assert f"test error {logged:.2%}" in printed and "at iteration 3" in printed
+
+
+def test_runs_load_reads_what_a_run_wrote(cifar_dir, tmp_path):
+    from tinyres import runs
+
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "4", "--eval-every", "2", "--test-subset", "10") == 0
+    loaded = runs.load(str(out))
+    assert loaded.name == "ResNet-8" and loaded.complete and loaded.iterations_done == 4
+    np.testing.assert_array_equal(loaded.metrics["iteration"], [2, 4])
+    assert np.all((loaded.metrics["test_error"] * 10) % 1 < 1e-9)  # errors over 10 test images

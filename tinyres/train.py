@@ -47,7 +47,7 @@ DEFAULTS = {
     "depth": 20, "plain": False, "shortcut": "A", "backend": "numpy", "batch_size": 128,
     "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "iterations": None, "epochs": None,
     "milestones": None, "warmup": None, "data_dir": None, "out": None, "seed": 0,
-    "eval_every": None, "subset": None, "validation": 0, "dtype": "float32",
+    "eval_every": None, "subset": None, "test_subset": None, "validation": 0, "dtype": "float32",
     "stop_after_minutes": None, "progress": True,
 }
 PAPER_ITERATIONS = 64_000
@@ -109,6 +109,7 @@ def parse_args(argv=None):
     a("--seed", type=int, help="seed of the initial weights and of the data order (default 0)")
     a("--eval-every", type=int, help="iterations between evaluations and checkpoints (default: one epoch)")
     a("--subset", type=int, help="train on the first N training images only (quick experiments)")
+    a("--test-subset", type=int, help="evaluate on the first N test images only (quick experiments; default all 10,000)")
     a("--validation", type=int, help="hold out the last N training images as a validation set (the paper's 45k/5k split: 5000)")
     a("--dtype", choices=["float32", "float64"], help="float32 (default) or float64")
     a("--stop-after-minutes", type=float, help="checkpoint and stop after this much wall time (resume later)")
@@ -159,7 +160,7 @@ class Trainer:
         self.optimizer = SGD(self.model.parameters(), config["lr"], config["momentum"], config["weight_decay"])
         self.train_data, self.eval_data, self.mean = cifar10_loaders(
             config["data_dir"], config["batch_size"], self.backend, config["seed"], config["subset"],
-            config["validation"], dtype=config["dtype"])
+            config["validation"], dtype=config["dtype"], test_subset=config["test_subset"])
         self.batches_per_epoch = len(self.train_data)
         self._resolve_schedule()
         self.iteration = 0

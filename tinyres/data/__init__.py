@@ -9,13 +9,14 @@ from tinyres.data.loader import Loader, pixel_mean
 
 
 def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subset=None,
-                    validation=0, eval_batch_size=500, download=True, dtype="float32"):
+                    validation=0, eval_batch_size=500, download=True, dtype="float32", test_subset=None):
     """The training loader and the evaluation loaders ({"test": ..., "val": ...}) of CIFAR-10.
 
     Args:
         subset: train on the first ``subset`` training images only (quick experiments).
         validation: hold out the last ``validation`` training images (the paper's 45k/5k split
             uses 5000) as a validation set, evaluated like the test set.
+        test_subset: evaluate on the first ``test_subset`` test images only.
     Returns:
         (train_loader, {"test": test_loader[, "val": val_loader]}, mean): mean is the per-pixel
         training mean the loaders subtract (checkpoints keep it for evaluation).
@@ -30,6 +31,10 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
         if not 0 < subset <= len(train_x):
             raise ValueError(f"subset must be between 1 and {len(train_x)} images, got {subset}")
         train_x, train_y = train_x[:subset], train_y[:subset]
+    if test_subset is not None:
+        if not 0 < test_subset <= len(test_x):
+            raise ValueError(f"test_subset must be between 1 and {len(test_x)} images, got {test_subset}")
+        test_x, test_y = test_x[:test_subset], test_y[:test_subset]
     mean = pixel_mean(train_x)
     train = Loader(train_x, train_y, batch_size, backend, mean, augment=True, shuffle=True, seed=seed,
                    drop_last=len(train_x) >= batch_size, dtype=dtype)

@@ -1,0 +1,37 @@
+"""Every chapter notebook runs top to bottom in quick mode, on a small CIFAR-10 in the official
+binary layout that this test writes (so the notebooks' code paths run; what they learn from
+random pixels is meaningless, which is why the committed outputs come from the real data)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHAPTERS = sorted((Path(__file__).resolve().parent.parent / "chapters").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def chapter_data(tmp_path_factory):
+    from tinyres.data import cifar10
+
+    root = tmp_path_factory.mktemp("cifar")
+    folder = root / cifar10.FOLDER
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, count in [(n, 400) for n in cifar10.TRAIN_FILES] + [(cifar10.TEST_FILES[0], 400)]:
+        cifar10.write_batch(str(folder / name), rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, count))
+    return root
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_runs_top_to_bottom_in_quick_mode(path, chapter_data, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("TINYRES_DATA", str(chapter_data))
+    monkeypatch.setenv("TINYRES_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(str(path), as_version=4)
+    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()  # raises CellExecutionError, with the failing cell and traceback, on any error
