@@ -95,6 +95,11 @@ def test_reshape_and_transpose_errors():
         t((2, 3)).transpose(0, 0)
 
 
+def test_only_float32_and_float64_are_floating_dtypes():
+    with pytest.raises(TypeError, match="floating dtype must be float32 or float64, got float16"):
+        tinyres.Tensor(np.ones(2), dtype="float16")
+
+
 def test_integer_tensors_cannot_require_grad():
     with pytest.raises(TypeError, match="only float32/float64 tensors can require gradients"):
         tinyres.Tensor(np.array([1, 2]), requires_grad=True)

@@ -43,6 +43,8 @@ class Tensor:
         if source is not target or not target.owns(data):  # host data, or an explicit move
             data = target.asarray(source.to_numpy(data) if source is not None else data)
         if dtype is not None:
+            if np.dtype(dtype).kind == "f" and np.dtype(dtype) not in FLOAT_DTYPES:
+                raise TypeError(f"Tensor: floating dtype must be float32 or float64, got {np.dtype(dtype)}")
             data = data.astype(np.dtype(dtype), copy=False)
         elif data.dtype.kind == "f" and data.dtype != np.float32:
             data = data.astype(np.float32)

@@ -43,13 +43,20 @@ def arrays(shape, low=-2.0, high=2.0, spaced=False):
     return hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False, allow_infinity=False))
 
 
+def _window(draw, max_kernel, max_padding, max_size):
+    """A kernel, a padding (``max_padding`` is a number or a function of the kernel side) and an
+    input size on which the padded kernel fits, per axis."""
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    limit = max_padding if callable(max_padding) else (lambda k: max_padding)
+    padding = tuple(draw(st.integers(0, limit(k))) for k in kernel)
+    size = tuple(draw(st.integers(max(1, k - 2 * p), max_size)) for k, p in zip(kernel, padding))
+    return kernel, padding, size
+
+
 @st.composite
 def conv_geometries(draw, max_batch=2, max_channels=3, max_size=7, max_kernel=4, max_stride=3, max_padding=2):
     """Valid conv2d geometries: any kernel (square or not), stride and padding that fit."""
-    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
-    padding = (draw(st.integers(0, max_padding)), draw(st.integers(0, max_padding)))
-    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), max_size))
-    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), max_size))
+    kernel, padding, (height, width) = _window(draw, max_kernel, max_padding, max_size)
     return ConvGeometry(
         batch=draw(st.integers(1, max_batch)),
         in_channels=draw(st.integers(1, max_channels)),
@@ -65,10 +72,7 @@ def conv_geometries(draw, max_batch=2, max_channels=3, max_size=7, max_kernel=4,
 @st.composite
 def pool_geometries(draw, max_batch=2, max_channels=2, max_size=6, max_kernel=3, max_stride=3):
     """Valid pooling geometries (padding at most half the window, as PyTorch requires)."""
-    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
-    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
-    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), max_size))
-    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), max_size))
+    kernel, padding, (height, width) = _window(draw, max_kernel, lambda k: k // 2, max_size)
     geometry = PoolGeometry(
         batch=draw(st.integers(1, max_batch)),
         channels=draw(st.integers(1, max_channels)),
