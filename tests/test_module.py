@@ -141,9 +141,9 @@ def test_pooling_relu_flatten_layer_gradients(backend, g, data):
     check_layer(backend, nn.Flatten(), x)
 
 
-def test_dropout_layer_gradient_and_eval_identity(backend):
-    x = np.random.default_rng(0).standard_normal((2, 5))
-    layer = nn.Dropout(0.3)
+@given(tst.arrays(tst.shapes(max_dims=4, max_side=4)), st.floats(0.05, 0.9))
+def test_dropout_layer_gradient_and_eval_identity(backend, x, p):
+    layer = nn.Dropout(p)
 
     def fixed_mask(x):
         tinyres.manual_seed(1)
@@ -160,9 +160,9 @@ def test_dropout_keeps_the_expected_value(backend):
     assert abs(y.mean() - 1) < 0.01
 
 
-def test_small_net_gradients_end_to_end(backend):
+@given(st.integers(1, 3), st.integers(4, 6), st.data())
+def test_sequential_net_gradients_end_to_end(backend, n, size, data):
     tinyres.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 2, stride=2),
                         nn.GlobalAvgPool2d(), nn.Linear(2, 3))
-    x = np.random.default_rng(0).standard_normal((2, 2, 4, 4))
-    check_layer(backend, net, x)
+    check_layer(backend, net, data.draw(tst.arrays((max(n, 2), 2, size, size))))

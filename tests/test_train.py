@@ -55,7 +55,7 @@ def test_a_short_run_writes_config_metrics_checkpoint_and_a_final_line(cifar_dir
     assert config["iterations"] == 6 and config["milestones"] == "3,4" and config["warmup"] is False
     logged = rows(out)
     assert [r["iteration"] for r in logged] == ["3", "6"]
-    assert set(logged[0]) >= {"epoch", "lr", "train_loss", "train_error", "test_loss", "test_error", "train_seconds", "images_per_sec"}
+    assert set(logged[0]) >= {"epoch", "lr", "train_loss", "train_error", "test_loss", "test_error", "train_seconds", "wall_seconds", "images_per_sec"}
     assert float(logged[1]["lr"]) == pytest.approx(0.001)
     arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
     assert meta["iteration"] == 6 and "model.fc.weight" in arrays and "data.mean" in arrays

@@ -15,7 +15,7 @@ The run directory (--out) receives:
     config.json     every setting, as resolved
     metrics.csv     a row per evaluation: iteration, epoch, learning rate, train loss and error
                     (averaged since the last evaluation), test (and validation) loss and error,
-                    wall time, images per second
+                    training time and wall time (with evaluations) so far, images per second
     checkpoint.npz  model, optimizer, data position and counters, written atomically at every
                     evaluation and when you press Ctrl-C; --resume continues from it (on the CPU
                     with the same seed, bit for bit as if never interrupted)
@@ -166,7 +166,9 @@ class Trainer:
         self.iteration = 0
         self.best = {"test_error": None, "iteration": None}
         self.warmup = Warmup(config["warmup"])
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # time in training steps
+        self.wall_seconds = 0.0  # time in the training loop, evaluations included, over all resumes
+        self._wall_mark = None
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
         self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit"
 
@@ -219,6 +221,7 @@ class Trainer:
         meta = {
             "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
             "recent_errors": list(self.warmup.recent), "train_seconds": self.train_seconds,
+            "wall_seconds": self._wall_now(),
             "interval": self.interval, "config": self.config,
         }
         checkpoint.save(self.checkpoint_path(), arrays, meta)
@@ -230,6 +233,7 @@ class Trainer:
         self.iteration, self.best = meta["iteration"], meta["best"]
         self.warmup = Warmup(meta["warming_up"], meta["recent_errors"])
         self.train_seconds, self.interval = meta["train_seconds"], meta["interval"]
+        self.wall_seconds = meta["wall_seconds"]
         self._truncate_metrics(self.iteration)
         self.log(f"resumed {self.dir} at iteration {self.iteration}")
 
@@ -279,6 +283,7 @@ class Trainer:
             row[f"{name}_loss"], row[f"{name}_error"] = round(loss, 5), round(error, 5)
         self.model.train()
         row["train_seconds"] = round(self.train_seconds, 1)
+        row["wall_seconds"] = round(self._wall_now(), 1)
         row["images_per_sec"] = round(self.interval["images"] / max(self.interval["seconds"], 1e-9), 1)
         if self.best["test_error"] is None or row["test_error"] < self.best["test_error"]:
             self.best = {"test_error": row["test_error"], "iteration": self.iteration}
@@ -291,6 +296,12 @@ class Trainer:
                  f"{row['images_per_sec']:.0f} img/s")
         return row
 
+    def _wall_now(self):
+        """Wall time of this run so far: earlier commands' share plus this command's."""
+        if self._wall_mark is None:
+            return self.wall_seconds
+        return self.wall_seconds + time.monotonic() - self._wall_mark
+
     # ----- the loop ---------------------------------------------------------------------------
     def run(self):
         from tqdm import tqdm
@@ -301,6 +312,7 @@ class Trainer:
         self.bar = tqdm(total=total, initial=self.iteration, disable=not c["progress"], dynamic_ncols=True,
                         unit="it", smoothing=0.05, file=sys.stderr)
         previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
+        self._wall_mark = time.monotonic()
         try:
             while self.iteration < total and self.stop_reason is None:
                 epoch, start = divmod(self.iteration, self.batches_per_epoch)
@@ -333,6 +345,7 @@ class Trainer:
                 self.save()
                 self.log(f"checkpoint saved at iteration {self.iteration}: continue with --out {self.dir} --resume")
         finally:
+            self.wall_seconds, self._wall_mark = self._wall_now(), None
             signal.signal(signal.SIGINT, previous_handler)
             self.bar.close()
             self.bar = None
