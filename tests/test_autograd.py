@@ -136,3 +136,22 @@ def test_float32_stays_float32_through_forward_and_backward(backend):
     loss.backward()
     for t in (x, w, gamma, beta):
         assert t.grad.dtype == np.float32
+
+
+def test_a_leaf_has_one_node_however_often_it_is_used():
+    x = tinyres.Tensor(np.ones(3), requires_grad=True)
+    y = (x * x + x).sum()
+    leaves = [n for n in tinyres.autograd.topological_order(y.grad_fn) if isinstance(n, tinyres.autograd.GradAccumulator)]
+    assert len(leaves) == 1 and leaves[0].tensor is x
+
+
+def test_reductions_do_not_keep_their_input_alive():
+    x = tinyres.Tensor(np.ones((4, 4)), requires_grad=True)
+    hidden = x * 2.0
+    loss = hidden.sum() + hidden.mean()
+    watched = weakref.ref(hidden)
+    del hidden
+    gc.collect()
+    assert watched() is None
+    loss.backward()
+    np.testing.assert_allclose(x.grad, np.full((4, 4), 2.0 + 2.0 / 16))

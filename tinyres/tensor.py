@@ -32,7 +32,7 @@ class Tensor:
         grad_fn: the graph node of the op that made this tensor (None for leaves).
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_accumulator", "__weakref__")
     __array_priority__ = 1000  # make `np_array + tensor` call Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None, backend=None):
@@ -58,6 +58,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self.grad_fn = None
+        self._accumulator = None
 
     @classmethod
     def from_op(cls, name, data, backward, *inputs):
@@ -72,7 +73,7 @@ class Tensor:
         if isinstance(data, np.generic):  # NumPy reductions return scalars; keep arrays
             data = np.asarray(data)
         out = cls.__new__(cls)
-        out.data, out.grad, out.grad_fn = data, None, None
+        out.data, out.grad, out.grad_fn, out._accumulator = data, None, None, None
         out.requires_grad = autograd.is_grad_enabled() and any(t.requires_grad for t in inputs)
         if out.requires_grad:
             nodes = tuple(t._node() if t.requires_grad else None for t in inputs)
@@ -80,7 +81,13 @@ class Tensor:
         return out
 
     def _node(self):
-        return self.grad_fn if self.grad_fn is not None else autograd.GradAccumulator(self)
+        """This tensor's place in the graph: the node of the op that made it, or, for a leaf,
+        its one GradAccumulator (shared by every use, so the leaf appears once in the graph)."""
+        if self.grad_fn is not None:
+            return self.grad_fn
+        if self._accumulator is None:
+            self._accumulator = autograd.GradAccumulator(self)
+        return self._accumulator
 
     # ----- autograd -------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):

@@ -93,7 +93,7 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
     """The adjoint of im2col: add each entry of a (C*kh*kw, N*Ho*Wo) matrix back onto the pixel
     of an (N, C, H, W) image it would have been copied from (overlapping patches add up)."""
     backend = backend_of(cols)
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", "col2im"), pair(stride, "stride", "col2im"), pair(padding, "padding", "col2im")
     n, c, height, width = x_shape
     out_h, out_w = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
     cols = cols.reshape(c, kh, kw, n, out_h, out_w)

@@ -26,10 +26,10 @@ def _keepdims_shape(shape, axes):
 def sum(x, axis=None, keepdims=False):  # noqa: A001 (mirrors numpy's name)
     check_inputs("sum", x)
     axes = _axes(axis, x.ndim, "sum")
-    shape = x.shape
+    shape, xp = x.shape, x.xp  # (not x itself: the closure would keep its data alive)
 
     def backward(g):  # every summed element gets the output's gradient
-        return (x.xp.broadcast_to(g.reshape(_keepdims_shape(shape, axes)), shape),)
+        return (xp.broadcast_to(g.reshape(_keepdims_shape(shape, axes)), shape),)
 
     return Tensor.from_op("sum", x.data.sum(axis=axes, keepdims=keepdims), backward, x)
 
@@ -37,13 +37,13 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001 (mirrors numpy's name)
 def mean(x, axis=None, keepdims=False):
     check_inputs("mean", x)
     axes = _axes(axis, x.ndim, "mean")
-    shape = x.shape
+    shape, xp = x.shape, x.xp
     count = 1
     for a in axes:
         count *= shape[a]
 
     def backward(g):  # every averaged element gets 1/count of the output's gradient
-        return (x.xp.broadcast_to(g.reshape(_keepdims_shape(shape, axes)) / count, shape),)
+        return (xp.broadcast_to(g.reshape(_keepdims_shape(shape, axes)) / count, shape),)
 
     return Tensor.from_op("mean", x.data.mean(axis=axes, keepdims=keepdims), backward, x)
 
