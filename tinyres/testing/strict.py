@@ -101,7 +101,10 @@ class StrictArray(NDArrayOperatorsMixin):
     # 3. NumPy functions, only those CuPy has
     def __array_function__(self, func, types, args, kwargs):
         if func.__name__ not in CUPY_FUNCTIONS:
-            raise TypeError(f"strict backend: numpy.{func.__name__} has no CuPy counterpart")
+            raise TypeError(
+                f"strict backend: numpy.{func.__name__} is not in tinyres's list of functions checked "
+                "to exist in CuPy (CUPY_FUNCTIONS in tinyres/testing/strict.py); if CuPy has it, add it there"
+            )
         return wrap(func(*unwrap(args), **unwrap(kwargs)))
 
     # attributes and methods forward to the wrapped array
@@ -193,7 +196,10 @@ class _StrictNumpy:
         if isinstance(attribute, type) or not callable(attribute):
             return attribute  # dtypes (xp.float32), constants (xp.inf, xp.newaxis)
         if name not in CUPY_FUNCTIONS:
-            raise AttributeError(f"strict backend: xp.{name} is not among CuPy's functions")
+            raise AttributeError(
+                f"strict backend: xp.{name} is not in tinyres's list of functions checked to exist "
+                "in CuPy (CUPY_FUNCTIONS in tinyres/testing/strict.py); if CuPy has it, add it there"
+            )
 
         def function(*args, **kwargs):
             return wrap(attribute(*unwrap(args), **unwrap(kwargs)))
