@@ -171,3 +171,13 @@ def test_runs_load_reads_what_a_run_wrote(cifar_dir, tmp_path):
     assert loaded.name == "ResNet-8" and loaded.complete and loaded.iterations_done == 4
     np.testing.assert_array_equal(loaded.metrics["iteration"], [2, 4])
     assert np.all((loaded.metrics["test_error"] * 10) % 1 < 1e-9)  # errors over 10 test images
+
+
+def test_runs_load_a_run_with_no_evaluation_yet(cifar_dir, tmp_path):
+    from tinyres import runs
+
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "4", "--eval-every", "4", "--stop-after-minutes", "0") == 0
+    (out / "metrics.csv").write_text("iteration,test_error\n")
+    loaded = runs.load(str(out))
+    assert loaded.iterations_done == 0 and not loaded.complete

@@ -28,7 +28,8 @@ class Run:
 
     @property
     def iterations_done(self):
-        return int(self.metrics["iteration"][-1]) if len(self.metrics["iteration"]) else 0
+        iterations = self.metrics.get("iteration", ())
+        return int(iterations[-1]) if len(iterations) else 0
 
     @property
     def complete(self):
