@@ -3,7 +3,9 @@
     python benchmarks/train_step.py --depth 20 --backend numpy --compare torch
 
 Warms up, then alternates timed blocks of tinyres steps and PyTorch steps (same model, same
-batch, same machine, same process) and prints the median img/s of each and the ratio. Peak
+batch, same machine, same process) and prints the median img/s of each (with the range over
+rounds), the ratio of the medians and the range of the per-round ratios (each round times both
+under the same conditions, so the ratio is steadier than either speed on a shared machine). Peak
 memory is measured separately for each framework in a fresh subprocess: the highest resident
 set size during the steps (Linux VmHWM, reset just before them), minus the resident size
 before them (the model and the batch), i.e. what the step itself allocates at its peak.
@@ -76,7 +78,7 @@ def torch_step_fn(depth, device, batch_size, plain=False):
 
 
 def time_alternating(steps, rounds, per_round):
-    """Median seconds per step of each function, timed in alternating blocks."""
+    """Seconds per step of each function in every round, timed in alternating blocks."""
     times = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
@@ -84,7 +86,7 @@ def time_alternating(steps, rounds, per_round):
             for _ in range(per_round):
                 step()
             times[name].append((time.perf_counter() - start) / per_round)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def rss_kib(field):
@@ -154,19 +156,22 @@ def main():
     for step in steps.values():
         for _ in range(args.warmup):
             step()
-    seconds = time_alternating(steps, args.rounds, args.steps_per_round)
+    rounds = time_alternating(steps, args.rounds, args.steps_per_round)
+    seconds = {name: statistics.median(t) for name, t in rounds.items()}
     name = f"{'plain' if args.plain else 'resnet'}-{args.depth}"
     print(f"# {name}, batch {args.batch_size}, backend {args.backend}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     rate = {k: args.batch_size / s for k, s in seconds.items()}
     memory = {} if args.no_memory else {k: measure_memory(k, args) for k in steps}
     for k in steps:
-        line = f"{k:8s} {rate[k]:8.1f} img/s  ({seconds[k] * 1000:7.1f} ms/step)"
+        spread = f"{args.batch_size / max(rounds[k]):.0f}-{args.batch_size / min(rounds[k]):.0f}"
+        line = f"{k:8s} {rate[k]:8.1f} img/s  ({seconds[k] * 1000:7.1f} ms/step; rounds {spread} img/s)"
         if memory:
             line += f"  step peak memory {memory[k]['step_peak_mib']:7.1f} MiB"
         print(line)
     if "torch" in rate:
-        line = f"ratio    {rate['tinyres'] / rate['torch']:8.2f} x torch speed"
+        ratios = sorted(b / a for a, b in zip(rounds["tinyres"], rounds["torch"]))  # per round, same conditions
+        line = f"ratio    {rate['tinyres'] / rate['torch']:8.2f} x torch speed (per-round ratios {ratios[0]:.2f}-{ratios[-1]:.2f})"
         if memory:
             line += f"  {memory['tinyres']['step_peak_mib'] / memory['torch']['step_peak_mib']:.2f} x torch memory"
         print(line)

@@ -17,8 +17,10 @@ value in every output it fed, so
 
 (terms with a fractional or out-of-range index are zero). For stride 1 that is the output
 gradient padded by k-1-p and correlated with the kernel flipped in space and transposed in
-channels: im2col and one more matrix product. For other strides it is col2im(W^T dY), the
-adjoint of im2col, which adds every column entry back onto the pixel it was copied from.
+channels: im2col of dY and one more matrix product. The same unfolded dY also gives dW (a
+product with the input itself), so a stride-1 backward needs one im2col, not two. For other
+strides dX is col2im(W^T dY), the adjoint of im2col, which adds every column entry back onto
+the pixel it was copied from, and dW uses the patches of x again.
 
 Why this layout. Everything is channel-major, (C, N, H, W) in memory (see common.py): cols is
 filled by one slice copy per kernel offset whose inner runs are whole image rows, Y comes out of
@@ -143,14 +145,21 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
         g_matrix = channel_matrix(g)  # (O, N*Ho*Wo)
         dx = dw = None
         if need_dx and stride == (1, 1) and max(padding) <= min(kh, kw) - 1:
-            # dX = dY, padded by k-1-p, correlated with W flipped in space, transposed in channels
+            # Unfold dY, padded by k-1-p: cols_g[(o, i, j), (n, y, x)] = dY_pad[o, n, y + i, x + j].
+            # Both gradients are products with it, so one im2col serves both:
+            #   dX = W_flipped @ cols_g   (dY correlated with W flipped in space, transposed in channels)
+            #   dW[o, c, i, j] = (X @ cols_g^T)[c, (o, k-1-i, k-1-j)]   (X: the (C, N*H*W) input)
+            cols_g = unfolded(g, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]))
             w_flipped = weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(channels, -1)
-            dx = w_flipped @ unfolded(g, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]))
-            dx = dx.reshape(channels, n, height, width).transpose(1, 0, 2, 3)
-        elif need_dx:  # strided: dX = col2im(W^T dY), each patch's gradient added back in place
-            dx = col2im(w_matrix.T @ g_matrix, x_data.shape, (kh, kw), stride, padding)
-        if need_dw:  # dW = dY cols^T  (cols recomputed: kept, it would be kh*kw times x's size)
-            dw = (g_matrix @ unfolded(x_data, stride, padding).T).reshape(weight.shape)
+            dx = (w_flipped @ cols_g).reshape(channels, n, height, width).transpose(1, 0, 2, 3)
+            if need_dw:
+                dw_flipped = (channel_matrix(x_data) @ cols_g.T).reshape(channels, out_channels, kh, kw)
+                dw = dw_flipped[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).copy()
+        else:  # strided, or no dX wanted (a network's first layer)
+            if need_dx:  # dX = col2im(W^T dY): each patch's gradient added back onto its pixels
+                dx = col2im(w_matrix.T @ g_matrix, x_data.shape, (kh, kw), stride, padding)
+            if need_dw:  # dW = dY cols^T  (cols recomputed: kept, it would be kh*kw times x's size)
+                dw = (g_matrix @ unfolded(x_data, stride, padding).T).reshape(weight.shape)
         if bias is None:
             return dx, dw
         return dx, dw, g_matrix.sum(axis=1)  # db = dY summed over batch and pixels
