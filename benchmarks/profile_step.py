@@ -44,27 +44,11 @@ CATEGORIES = [  # (name, test on the symbol and the object it lives in), first m
 
 def worker(depth, batch_size, steps):
     """Warm up, tell the parent we are ready, wait for its go, run the steps, report the time."""
-    import tinyres  # before numpy: see the OPENBLAS_THREAD_TIMEOUT note in tinyres/__init__.py
-    import numpy as np
-
-    import tinyres.nn.functional as F
-    from tinyres.models import cifar_resnet
-    from tinyres.optim import SGD
+    import tinyres
+    from train_step import tinyres_step_fn  # the step train_step.py times
 
     tinyres.backend.retain_freed_memory()  # as python -m tinyres.train does
-    tinyres.manual_seed(0)
-    model = cifar_resnet(depth)
-    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    rng = np.random.default_rng(0)
-    images = tinyres.Tensor(rng.standard_normal((batch_size, 3, 32, 32), dtype=np.float32))
-    labels = rng.integers(0, 10, batch_size)
-
-    def step():
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
+    step = tinyres_step_fn(depth, "numpy", batch_size)
     for _ in range(2):
         step()
     print("ready", flush=True)

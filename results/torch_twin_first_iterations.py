@@ -7,24 +7,41 @@ loss and error every 25 iterations.
 
 Run from the repository root with CIFAR-10 in data/ and torch installed (one thread).
 """
-import sys, time
+
+import sys
+import time
+
 sys.path.insert(0, "benchmarks")  # torch_reference.py
-import numpy as np, torch, tinyres
-from tinyres.models import cifar_resnet
+
+import numpy as np
+import torch
+
+import tinyres
 from tinyres.data import cifar10_loaders
+from tinyres.models import cifar_resnet
 from torch_reference import CifarResNet, load_tinyres_weights
+
 torch.set_num_threads(1)
-depth, plain, iters = int(sys.argv[1]), sys.argv[2] == "plain", int(sys.argv[3])
-tinyres.manual_seed(0)
-ours = cifar_resnet(depth, plain=plain)
-net = CifarResNet(depth, plain=plain); load_tinyres_weights(net, ours)
-opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+depth, plain, iterations = int(sys.argv[1]), sys.argv[2] == "plain", int(sys.argv[3])
+name = f"{'plain' if plain else 'resnet'}-{depth}"
+
+tinyres.manual_seed(0)  # python -m tinyres.train's default seed: the run's initial weights
+net = CifarResNet(depth, plain=plain)
+load_tinyres_weights(net, cifar_resnet(depth, plain=plain))
+optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 train, _, _ = cifar10_loaders("data", 128, seed=0)
-losses, errs, t = [], [], time.time()
-for i, (x, y) in enumerate(train.epoch(0)):
-    if i == iters: break
-    out = net(torch.from_numpy(x.data)); loss = torch.nn.functional.cross_entropy(out, torch.from_numpy(y).long())
-    opt.zero_grad(); loss.backward(); opt.step()
-    losses.append(loss.item()); errs.append((out.argmax(1).numpy() != y).mean())
+
+losses, errors, start = [], [], time.time()
+for i, (images, labels) in enumerate(train.epoch(0)):
+    if i == iterations:
+        break
+    logits = net(torch.from_numpy(images.data))
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long())
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    losses.append(loss.item())
+    errors.append((logits.argmax(1).numpy() != labels).mean())
     if (i + 1) % 25 == 0:
-        print(f"torch {'plain' if plain else 'resnet'}-{depth} iter {i+1}: mean loss {np.mean(losses[-25:]):.4f} err {100*np.mean(errs[-25:]):.1f}%  ({time.time()-t:.0f}s)", flush=True)
+        print(f"torch {name} iter {i + 1}: mean loss {np.mean(losses[-25:]):.4f} "
+              f"err {100 * np.mean(errors[-25:]):.1f}%  ({time.time() - start:.0f}s)", flush=True)

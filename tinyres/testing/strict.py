@@ -68,6 +68,11 @@ def wrap(value):
     return value
 
 
+def _not_listed(function):
+    return (f"strict backend: {function} is not in tinyres's list of functions checked to exist in "
+            "CuPy (CUPY_FUNCTIONS in tinyres/testing/strict.py); if CuPy has it, add it there")
+
+
 class StrictArray(NDArrayOperatorsMixin):
     """An ``np.ndarray`` that acts like a ``cupy.ndarray`` (see the module docstring)."""
 
@@ -101,10 +106,7 @@ class StrictArray(NDArrayOperatorsMixin):
     # 3. NumPy functions, only those CuPy has
     def __array_function__(self, func, types, args, kwargs):
         if func.__name__ not in CUPY_FUNCTIONS:
-            raise TypeError(
-                f"strict backend: numpy.{func.__name__} is not in tinyres's list of functions checked "
-                "to exist in CuPy (CUPY_FUNCTIONS in tinyres/testing/strict.py); if CuPy has it, add it there"
-            )
+            raise TypeError(_not_listed(f"numpy.{func.__name__}"))
         return wrap(func(*unwrap(args), **unwrap(kwargs)))
 
     # attributes and methods forward to the wrapped array
@@ -196,10 +198,7 @@ class _StrictNumpy:
         if isinstance(attribute, type) or not callable(attribute):
             return attribute  # dtypes (xp.float32), constants (xp.inf, xp.newaxis)
         if name not in CUPY_FUNCTIONS:
-            raise AttributeError(
-                f"strict backend: xp.{name} is not in tinyres's list of functions checked to exist "
-                "in CuPy (CUPY_FUNCTIONS in tinyres/testing/strict.py); if CuPy has it, add it there"
-            )
+            raise AttributeError(_not_listed(f"xp.{name}"))
 
         def function(*args, **kwargs):
             return wrap(attribute(*unwrap(args), **unwrap(kwargs)))
