@@ -14,6 +14,7 @@ import tinyres  # noqa: F401  (before numpy: sets OPENBLAS_THREAD_TIMEOUT)
 import numpy as np
 
 import tinyres.nn.functional as F
+from tinyres.nn.functional.common import split
 from tinyres.nn.functional.conv import col2im, im2col
 
 SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, height = width)
@@ -65,6 +66,35 @@ def nhwc_shifted_gemm(x_nhwc, w):
     return full.reshape(n, h + 2, wd + 2, -1)[:, :h, :wd]
 
 
+def channel_major_wide_im2col(x, w):
+    """im2col whose columns run over the padded width (W+2 per row, the last 2 of each row
+    garbage): in the flattened padded image every kernel offset is then one contiguous run per
+    image, not one run per image row. The product carries the garbage columns; compaction drops
+    them. x is channel-major (see tinyres/nn/functional/common.py)."""
+    backend = tinyres.get_backend("numpy")
+    n, c, h, wd = x.shape
+    row = wd + 2
+    padded = np.zeros((c, n, (h + 2) * row + 2), np.float32)  # +2: the last row's garbage overruns
+    image = padded[:, :, : (h + 2) * row].reshape(c, n, h + 2, row)
+    cols = np.empty((c, 3, 3, n, h * row), np.float32)
+
+    def fill(channels):
+        image[channels, :, 1:-1, 1:-1] = x.transpose(1, 0, 2, 3)[channels]
+        for i in range(3):
+            for j in range(3):
+                cols[channels, i, j] = padded[channels, :, i * row + j : i * row + j + h * row]
+
+    backend.parallel_map(fill, split(c, backend.workers))
+    wide = (w.reshape(w.shape[0], -1) @ cols.reshape(c * 9, -1)).reshape(-1, n, h, row)
+    out = np.empty(wide.shape[:3] + (wd,), np.float32)
+
+    def compact(channels):
+        out[channels] = wide[channels, :, :, :wd]
+
+    backend.parallel_map(compact, split(w.shape[0], backend.workers))
+    return out.transpose(1, 0, 2, 3)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -94,6 +124,7 @@ def main():
             "forward: NCHW im2col by fancy indexing + matmul": lambda: nchw_fancy_index_im2col(x, w),
             "forward: NCHW sliding_window_view + einsum": lambda: nchw_sliding_window_einsum(x, w),
             "forward: NHWC shifted GEMM (9 GEMMs on row slices)": lambda: nhwc_shifted_gemm(x_nhwc, w),
+            "forward: channel-major wide im2col + 1 GEMM + compaction": lambda: channel_major_wide_im2col(x_cm, w),
             "forward: tinyres (channel-major im2col + 1 GEMM)": tinyres_forward,
             "input grad: col2im(W^T dY)": lambda: col2im(w_matrix.T @ g_cm.reshape(c, -1), x.shape, (3, 3), (1, 1), (1, 1)),
             "input grad: tinyres (conv of dY with flipped W)": lambda: w_flipped @ im2col(g_cm.transpose(1, 0, 2, 3), (3, 3), (1, 1), (1, 1)),
@@ -103,6 +134,7 @@ def main():
         reference = nchw_sliding_window_einsum(x, w)
         assert np.allclose(nchw_fancy_index_im2col(x, w), reference, atol=1e-3)
         assert np.allclose(nhwc_shifted_gemm(x_nhwc, w).transpose(0, 3, 1, 2), reference, atol=1e-3)
+        assert np.allclose(channel_major_wide_im2col(x_cm, w), reference, atol=1e-3)
         assert np.allclose(F.conv2d(xt, wt, padding=1).numpy(), reference, atol=1e-3)
     for name, times in rows.items():
         print(f"{name:58s}" + "".join(f"{t:12.1f}" for t in times), flush=True)

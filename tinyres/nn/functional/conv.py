@@ -26,9 +26,10 @@ Why this layout. Everything is channel-major, (C, N, H, W) in memory (see common
 filled by one slice copy per kernel offset whose inner runs are whole image rows, Y comes out of
 the product already channel-major, and no transpose is ever needed. benchmarks/README.md has the
 measurements (benchmarks/conv_formulations.py, 2-core AVX2, batch 128): on the 16-channel 32x32
-layers, where a CIFAR ResNet spends most of its time, this forward is ~1.4x faster than an NCHW
-sliding-window einsum or PERF-NOTES' NHWC "shifted GEMM" and ~15x faster than im2col by fancy
-indexing; on 32 and 64 channels the three fast ones are within ~15% of each other. For stride 1
+layers, where a CIFAR ResNet spends most of its time, this forward was 1.05-1.5x faster than an
+NCHW sliding-window einsum, 1.5-1.9x faster than PERF-NOTES' NHWC "shifted GEMM" and ~15x faster
+than im2col by fancy indexing over four runs; on 32 and 64 channels the fast ones are within the
+machine's noise of each other. For stride 1
 the input gradient as a convolution beats col2im (scatter-adding W^T dY back onto the pixels,
 whose adds read and write the image kh*kw times) by ~1.4x; strided convolutions use col2im,
 since the convolution would first have to spread dY out with zeros.
