@@ -155,3 +155,28 @@ def test_reductions_do_not_keep_their_input_alive():
     assert watched() is None
     loss.backward()
     np.testing.assert_allclose(x.grad, np.full((4, 4), 2.0 + 2.0 / 16))
+
+
+def test_numpy_scalars_as_exponents_axes_and_hyperparameters_keep_float32():
+    from tinyres.optim import SGD
+
+    x = tinyres.Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    y = x ** np.float64(2)
+    assert y.dtype == np.float32
+    y.sum(axis=np.int64(0)).backward()
+    np.testing.assert_allclose(x.grad, [2.0, 4.0])
+    optimizer = SGD([x], lr=np.float64(0.1), momentum=np.float64(0.9), weight_decay=np.float64(1e-4))
+    optimizer.step()
+    optimizer.step()
+    assert x.dtype == optimizer.velocity[0].dtype == np.float32
+
+
+def test_power_zero_has_a_zero_gradient_everywhere(backend):
+    x = tensor(backend, [0.0, 1.0, -2.0], requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [0.0, 0.0, 0.0])
+
+
+def test_max_pool_propagates_nan_like_pytorch():
+    x = tinyres.Tensor(np.array([[[[1.0, np.nan], [3.0, 2.0]]]]), dtype="float64")
+    assert np.isnan(F.max_pool2d(x, 2).numpy()).all()

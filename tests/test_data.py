@@ -74,7 +74,16 @@ def test_offline_without_data_says_where_to_put_the_files(tmp_path, monkeypatch)
     message = str(error.value)
     assert "downloading it failed" in message and "cifar-10-batches-bin/" in message
     assert "cifar-10-binary.tar.gz" in message and str(tmp_path / "empty") in message and "--data-dir" in message
-    assert not os.path.exists(tmp_path / "empty" / cifar10.ARCHIVE)  # nothing half-written
+    assert not os.path.exists(tmp_path / "empty")  # nothing half-written, not even the folder
+
+
+def test_data_dir_may_be_the_batches_folder_itself_but_not_a_file(cifar_dir, tmp_path):
+    inside = os.path.join(cifar_dir, cifar10.FOLDER)
+    assert cifar10.locate(inside, download=False) == inside
+    assert len(cifar10.load(inside, download=False)[0]) == 120
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DatasetError, match="a-file is a file, not a folder.*--data-dir"):
+        cifar10.load(str(tmp_path / "a-file"))
 
 
 def test_archive_is_checked_then_extracted_atomically(cifar_dir, tmp_path, monkeypatch):

@@ -116,3 +116,21 @@ def test_gradcheck_refuses_float32_and_reports_the_wrong_element():
     x = tinyres.Tensor(np.array([1.0, 2.0]), requires_grad=True, dtype="float64")
     with pytest.raises(tinyres.GradcheckError, match=r"input 0 \(shape \(2,\)\) is wrong at element \((0|1),\): backward gives"):
         tinyres.gradcheck(wrong_square, [x])
+
+
+def test_out_of_range_axes_are_errors_not_wrapped_around():
+    x = t((2, 3))
+    with pytest.raises(ValueError, match=r"transpose: axes \(1, 2\) are out of range for a 2-D tensor"):
+        x.transpose(1, 2)
+    with pytest.raises(ValueError, match="concat: axis 2 is out of range for 2-D tensors"):
+        F.concat([x, x], axis=2)
+    with pytest.raises(ValueError, match="concat: axis -3"):
+        F.concat([x, x], axis=-3)
+
+
+def test_batch_norm_needs_both_running_statistics_and_a_momentum_in_0_1():
+    x, ones = t((2, 3, 2, 2)), t((3,))
+    with pytest.raises(ValueError, match="both running_mean and running_var, or neither"):
+        F.batch_norm(x, np.zeros(3, np.float32), None, ones, ones, training=True)
+    with pytest.raises(ValueError, match="momentum must be a number between 0 and 1, got None"):
+        F.batch_norm(x, None, None, ones, ones, training=True, momentum=None)

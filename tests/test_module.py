@@ -168,3 +168,27 @@ def test_sequential_net_gradients_end_to_end(backend, n, size, data):
                         nn.GlobalAvgPool2d(), nn.Linear(2, 3))
     # distinct input values: a constant input puts every ReLU exactly on its kink
     check_layer(backend, net, data.draw(tst.arrays((max(n, 2), 2, size, size), -30, 30, spaced=True)))
+
+
+def test_a_module_used_twice_is_counted_and_trained_once():
+    from tinyres.optim import SGD
+
+    tinyres.manual_seed(0)
+    layer = nn.Linear(2, 2)
+    net = nn.Sequential(layer, layer)
+    assert net.num_parameters() == 6 and len(net.parameters()) == 2
+    before = layer.weight.numpy()
+    net(tinyres.Tensor(np.ones((1, 2)))).sum().backward()
+    gradient = layer.weight.grad.copy()  # both uses have added into it
+    SGD(net.parameters(), lr=0.1).step()
+    np.testing.assert_allclose(layer.weight.numpy(), before - 0.1 * gradient, rtol=1e-6)
+
+
+def test_astype_and_to_keep_the_parameter_objects_an_optimizer_holds():
+    from tinyres.optim import SGD
+
+    net = small_net()
+    optimizer = SGD(net.parameters(), lr=0.1)
+    net.astype("float64").to("strict")
+    assert all(p.dtype == np.float64 and p.backend.name == "strict" for p in optimizer.parameters)
+    assert [id(p) for p in net.parameters()] == [id(p) for p in optimizer.parameters]

@@ -56,6 +56,7 @@ def test_a_short_run_writes_config_metrics_checkpoint_and_a_final_line(cifar_dir
     logged = rows(out)
     assert [r["iteration"] for r in logged] == ["3", "6"]
     assert set(logged[0]) >= {"epoch", "lr", "train_loss", "train_error", "test_loss", "test_error", "train_seconds", "wall_seconds", "images_per_sec"}
+    assert float(logged[0]["lr"]) == pytest.approx(0.1)  # the lr of the last step logged (step 2 of 0-5)
     assert float(logged[1]["lr"]) == pytest.approx(0.001)
     arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
     assert meta["iteration"] == 6 and "model.fc.weight" in arrays and "data.mean" in arrays
@@ -178,6 +179,116 @@ def test_runs_load_a_run_with_no_evaluation_yet(cifar_dir, tmp_path):
 
     out = tmp_path / "run"
     assert run(cifar_dir, out, "--iterations", "4", "--eval-every", "4", "--stop-after-minutes", "0") == 0
-    (out / "metrics.csv").write_text("iteration,test_error\n")
+    assert not (out / "metrics.csv").exists()
     loaded = runs.load(str(out))
     assert loaded.iterations_done == 0 and not loaded.complete
+
+
+def test_float64_runs_train_in_float64(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "2", "--dtype", "float64") == 0
+    arrays, _ = checkpoint.load(str(out / "checkpoint.npz"))
+    assert arrays["model.conv1.weight"].dtype == np.float64
+
+
+def test_a_run_given_in_epochs_resumes_without_repeating_its_length(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--epochs", "2", "--stop-after-minutes", "0") == 0
+    assert train.main(["--out", str(out), "--resume", "--no-progress"]) == 0
+    assert checkpoint.load(str(out / "checkpoint.npz"))[1]["iteration"] == 12
+
+
+def test_a_new_length_on_resume_moves_the_default_milestones(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "6", "--stop-after-minutes", "0") == 0
+    assert train.main(["--out", str(out), "--resume", "--iterations", "12", "--stop-after-minutes", "0", "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["milestones"] == "6,9"
+    assert train.main(["--out", str(out), "--resume", "--milestones", "8,10", "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["iterations"], config["milestones"]) == (12, "8,10")
+    assert float(rows(out)[-1]["lr"]) == pytest.approx(0.001)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_weights_that_become_infinite_are_never_checkpointed(cifar_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    original_step = train.Trainer.step
+
+    def step_then_blow_up(self, images, labels):
+        result = original_step(self, images, labels)
+        if self.iteration == 2:  # the third step leaves an infinite weight behind
+            self.model.fc.weight.data[0, 0] = np.inf
+        return result
+
+    monkeypatch.setattr(train.Trainer, "step", step_then_blow_up)
+    assert run(cifar_dir, out, "--iterations", "6", "--eval-every", "2") == 1
+    assert "training diverged" in capsys.readouterr().err
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    assert meta["iteration"] == 2 and all(np.all(np.isfinite(v)) for v in arrays.values())
+    assert [r["iteration"] for r in rows(out)] == ["2"]
+
+
+def test_a_fresh_run_refuses_a_folder_with_another_runs_metrics(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "1") == 0
+    os.remove(out / "checkpoint.npz")
+    before = (out / "metrics.csv").read_text()
+    with pytest.raises(SystemExit, match="holds metrics.csv from another run.*choose another --out"):
+        run(cifar_dir, out, "--iterations", "1")
+    assert (out / "metrics.csv").read_text() == before
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--epochs", "0"), ("--epochs", "-3"), ("--iterations", "0"), ("--eval-every", "0"),
+    ("--milestones", "abc"), ("--milestones", "3,-1"), ("--seed", "-1"),
+])
+def test_settings_that_cannot_make_a_run_name_their_option(cifar_dir, tmp_path, option, value):
+    with pytest.raises(SystemExit, match=f"error: {option}"):
+        run(cifar_dir, tmp_path / "run", option, value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_or_foreign_checkpoint_is_a_clear_error_and_stays(cifar_dir, tmp_path):
+    out, other = tmp_path / "run", tmp_path / "other"
+    assert run(cifar_dir, out, "--iterations", "1") == 0
+    assert train.main(["--depth", "14", "--subset", "48", "--batch-size", "8", "--no-progress", "--data-dir",
+                       str(cifar_dir), "--out", str(other), "--iterations", "1"]) == 0
+    good = (out / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(SystemExit, match="checkpoint.npz is damaged or is not a tinyres checkpoint"):
+        train.main(["--out", str(out), "--resume", "--iterations", "2"])
+    with pytest.raises(SystemExit, match="checkpoint.npz is damaged"):
+        evaluate.main([str(out), "--data-dir", str(cifar_dir)])
+    (out / "checkpoint.npz").write_bytes((other / "checkpoint.npz").read_bytes())
+    with pytest.raises(SystemExit, match="holds a different network.*depth: 14 vs 8.*different runs"):
+        train.main(["--out", str(out), "--resume", "--iterations", "2"])
+    with pytest.raises(SystemExit, match="does not fit the network its config.json describes"):
+        evaluate.main([str(out), "--data-dir", str(cifar_dir)])
+    assert (out / "checkpoint.npz").read_bytes() == (other / "checkpoint.npz").read_bytes()
+    os.remove(out / "config.json")
+    with pytest.raises(SystemExit, match="config.json is missing or unreadable"):
+        train.main(["--out", str(out), "--resume"])
+
+
+def test_resuming_on_other_images_is_refused(cifar_dir, tmp_path):
+    from tinyres.data import cifar10
+
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere" / cifar10.FOLDER
+    assert run(cifar_dir, out, "--iterations", "1") == 0
+    elsewhere.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in cifar10.TRAIN_FILES + cifar10.TEST_FILES:
+        cifar10.write_batch(str(elsewhere / name), rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8), np.arange(24) % 10)
+    with pytest.raises(SystemExit, match="not the ones this run was trained on.*--data-dir the run used"):
+        train.main(["--out", str(out), "--resume", "--iterations", "2", "--data-dir", str(elsewhere.parent)])
+
+
+def test_evaluate_reports_the_validation_split_too(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "2", "--validation", "20") == 0
+    logged = rows(out)[-1]
+    assert evaluate.main([str(out), "--data-dir", str(cifar_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"validation error {float(logged['val_error']):.2%}" in printed and "on 20 images" in printed
+    with pytest.raises(SystemExit, match="--batch-size must be at least 1"):
+        evaluate.main([str(out), "--batch-size", "0"])

@@ -7,6 +7,7 @@ the new one, never half a file. Loading uses ``allow_pickle=False``: a checkpoin
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -33,8 +34,12 @@ def load(path):
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files if name != META_KEY}
             meta = json.loads(str(data[META_KEY]))
-    except (ValueError, OSError, KeyError) as error:
-        raise ValueError(f"checkpoint {path} is unreadable or not a tinyres checkpoint ({error})") from error
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # (the error's own text is left out: NumPy's suggests allow_pickle=True, the wrong fix)
+        raise ValueError(
+            f"checkpoint {path} is damaged or is not a tinyres checkpoint ({type(error).__name__}); "
+            "restore it from a copy, or start the run again with another --out"
+        ) from error
     return arrays, meta
 
 

@@ -34,12 +34,30 @@ def evaluate(model, loader):
 
 def load_run(run_dir, backend="numpy"):
     """(model with the checkpoint's weights, config, checkpoint meta, pixel mean)."""
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is missing or unreadable ({type(error).__name__}): {run_dir} is not a complete run directory") from None
     arrays, meta = checkpoint.load(os.path.join(run_dir, "checkpoint.npz"))
     model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"])
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"the checkpoint in {run_dir} does not fit the network its config.json describes "
+                         f"({error}); the two files come from different runs") from None
     return model.to(backend), config, meta, arrays["data.mean"]
+
+
+def evaluation_splits(config, data_dir=None):
+    """{"test": (images, labels)[, "val": ...]}: the whole test set, and the validation images a
+    run held out (the last ``validation`` training images, as tinyres.data.cifar10_loaders does)."""
+    train_x, train_y, test_x, test_y = cifar10.load(data_dir or config.get("data_dir"))
+    splits = {"test": (test_x, test_y)}
+    if config.get("validation"):
+        splits["val"] = (train_x[-config["validation"]:], train_y[-config["validation"]:])
+    return splits
 
 
 def main(argv=None):
@@ -49,15 +67,19 @@ def main(argv=None):
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise SystemExit(f"error: --batch-size must be at least 1, got {args.batch_size}")
     try:
         model, config, meta, mean = load_run(args.run_dir, args.backend)
-        _, _, test_x, test_y = cifar10.load(args.data_dir or config.get("data_dir"))
+        splits = evaluation_splits(config, args.data_dir)
     except (FileNotFoundError, ValueError, DatasetError, tinyres.BackendUnavailable) as error:
         raise SystemExit(f"error: {error}") from None
-    loader = Loader(test_x, test_y, args.batch_size, args.backend, mean, dtype=config["dtype"])
-    loss, error = evaluate(model, loader)
     name = f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
-    print(f"{name} at iteration {meta['iteration']}: test error {error:.2%} (loss {loss:.4f}) on {loader.num_images} images")
+    for split, (images, labels) in splits.items():
+        loader = Loader(images, labels, args.batch_size, args.backend, mean, dtype=config["dtype"])
+        loss, error = evaluate(model, loader)
+        title = {"test": "test", "val": "validation"}[split]
+        print(f"{name} at iteration {meta['iteration']}: {title} error {error:.2%} (loss {loss:.4f}) on {loader.num_images} images")
     return 0
 
 

@@ -16,7 +16,8 @@ class SGD:
         self.parameters = list(parameters)
         if lr <= 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD: need lr > 0, momentum >= 0, weight_decay >= 0, got {lr}, {momentum}, {weight_decay}")
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        # Python floats: a NumPy float64 here would turn float32 updates and momentum into float64
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self.velocity = [None] * len(self.parameters)
 
     def step(self):

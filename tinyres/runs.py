@@ -38,11 +38,14 @@ class Run:
 
 
 def load(path):
-    """Read ``config.json``, ``metrics.csv`` and (if present) the first line of ``log.txt``."""
+    """Read ``config.json``, ``metrics.csv`` (absent until the first evaluation) and, if present,
+    the first line of ``log.txt``."""
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
-    with open(os.path.join(path, "metrics.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = []
+    if os.path.exists(os.path.join(path, "metrics.csv")):
+        with open(os.path.join(path, "metrics.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
     columns = rows[0].keys() if rows else []
     metrics = {c: np.array([float(r[c]) for r in rows]) for c in columns}
     header = ""

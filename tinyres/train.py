@@ -13,13 +13,17 @@ them, unless --milestones says otherwise.
 
 The run directory (--out) receives:
     config.json     every setting, as resolved
-    metrics.csv     a row per evaluation: iteration, epoch, learning rate, train loss and error
-                    (averaged since the last evaluation), test (and validation) loss and error,
+    metrics.csv     a row per evaluation: iteration, epoch, learning rate (of the last step
+                    before it), train loss and error (averaged since the last evaluation), test
+                    (and validation) loss and error,
                     training time and wall time (with evaluations) so far, images per second
     checkpoint.npz  model, optimizer, data position and counters, written atomically at every
                     evaluation and when you press Ctrl-C; --resume continues from it (on the CPU
                     with the same seed, bit for bit as if never interrupted)
-A loss that becomes NaN or infinite stops the run with a message; the last checkpoint stays.
+A resumed run keeps the settings that define the experiment; it may change its length (the default
+milestones move with it), its milestones, the backend, the data location (the same images) and
+the evaluation interval. A loss, test loss or weight that becomes NaN or infinite stops the run
+with a message, and the last good checkpoint stays.
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
@@ -52,7 +56,7 @@ DEFAULTS = {
 }
 PAPER_ITERATIONS = 64_000
 # settings a resumed run may change; the rest define the experiment and must stay as saved
-RESUMABLE_OVERRIDES = {"backend", "iterations", "epochs", "eval_every", "data_dir", "stop_after_minutes", "progress", "out"}
+RESUMABLE_OVERRIDES = {"backend", "iterations", "epochs", "milestones", "eval_every", "data_dir", "stop_after_minutes", "progress", "out"}
 PER_INVOCATION = {"stop_after_minutes", "progress"}  # apply to one command, not to the run
 WARMUP_ERROR = 0.8  # the paper's threshold: warm up until the training error is below 80%
 WARMUP_WINDOW = 50  # mini-batches over which that training error is averaged
@@ -60,6 +64,40 @@ WARMUP_WINDOW = 50  # mini-batches over which that training error is averaged
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+def default_milestones(iterations):
+    """Where the paper divides the learning rate, scaled to a run's length: 50% and 75% (32k and
+    48k of 64k)."""
+    return f"{iterations // 2},{iterations * 3 // 4}"
+
+
+def parse_milestones(text):
+    """'32000,48000' -> [32000, 48000]; anything else is an error naming --milestones."""
+    try:
+        milestones = sorted(int(m) for m in str(text).split(",") if m.strip())
+    except ValueError:
+        milestones = None
+    if not milestones or milestones[0] < 0:
+        raise ValueError(f"--milestones must be iteration numbers (0 or more) separated by commas, such as 32000,48000; got {text!r}")
+    return milestones
+
+
+def check_settings(config):
+    """Refuse settings that cannot make a run, naming the option (before any data is read)."""
+    positive_ints = ("batch_size", "iterations", "eval_every", "subset", "test_subset")
+    for key in positive_ints:
+        if config.get(key) is not None and config[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
+    epochs = config.get("epochs")
+    if epochs is not None and not (math.isfinite(epochs) and epochs > 0):
+        raise ValueError(f"--epochs must be a positive number, got {epochs}")
+    if config["seed"] < 0:
+        raise ValueError(f"--seed must be 0 or more, got {config['seed']}")
+    if config.get("validation") is not None and config["validation"] < 0:
+        raise ValueError(f"--validation must be 0 or more images, got {config['validation']}")
+    if config["milestones"] is not None:
+        parse_milestones(config["milestones"])
 
 
 def scheduled_lr(base_lr, iteration, milestones, warming_up=False):
@@ -120,6 +158,8 @@ def parse_args(argv=None):
 def resolve_config(args):
     """DEFAULTS, then (when resuming) the saved config, then what was given on the command line."""
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    if "iterations" in given and "epochs" in given:
+        raise SystemExit("error: give --iterations or --epochs, not both")
     if not args.resume:
         config = {**DEFAULTS, **given}
         if config["out"] is None:
@@ -127,24 +167,41 @@ def resolve_config(args):
             config["out"] = os.path.join("runs", f"{name}-seed{config['seed']}")
         if os.path.exists(os.path.join(config["out"], "checkpoint.npz")):
             raise SystemExit(f"error: {config['out']} already holds a run (checkpoint.npz); continue it with --resume, or choose another --out")
-        return config
+        if os.path.exists(os.path.join(config["out"], "metrics.csv")):
+            raise SystemExit(
+                f"error: {config['out']} holds metrics.csv from another run but no checkpoint.npz to resume "
+                f"from; choose another --out, or delete {config['out']}/metrics.csv to start afresh there")
+        return _checked(config)
     if "out" not in given:
         raise SystemExit("error: --resume needs --out RUN_DIR, the directory of the run to continue")
     path = os.path.join(given["out"], "config.json")
     if not os.path.exists(os.path.join(given["out"], "checkpoint.npz")):
         raise SystemExit(f"error: nothing to resume in {given['out']}: it has no checkpoint.npz")
-    with open(path) as f:
-        saved = json.load(f)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: cannot resume: {path} is missing or unreadable ({type(error).__name__}); "
+                         "it is written when a run starts, so restore it from a copy") from None
     changed = {k: (saved.get(k), v) for k, v in given.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v}
     if changed:
         detail = ", ".join(f"--{k.replace('_', '-')} {new} (run has {old})" for k, (old, new) in changed.items())
         raise SystemExit(f"error: a resumed run keeps its settings; these differ from {path}: {detail}")
     saved = {k: v for k, v in saved.items() if k not in PER_INVOCATION}
     config = {**DEFAULTS, **saved, **given}
+    new_length = "iterations" in given or "epochs" in given
     if "iterations" in given:  # a new length replaces the saved one, whichever way it was given
         config["epochs"] = None
-    elif "epochs" in given:
-        config["iterations"] = None
+    if new_length and "milestones" not in given and saved.get("milestones") == default_milestones(saved.get("iterations") or 0):
+        config["milestones"] = None  # the default milestones (50% and 75%) move with the length
+    return _checked(config)
+
+
+def _checked(config):
+    try:
+        check_settings(config)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     return config
 
 
@@ -174,15 +231,13 @@ class Trainer:
 
     def _resolve_schedule(self):
         c = self.config
-        if c["iterations"] is not None and c["epochs"] is not None:
-            raise SystemExit("error: give --iterations or --epochs, not both")
-        if c["epochs"] is not None:
+        if c["epochs"] is not None:  # the length in iterations follows from the epochs
             c["iterations"] = max(1, round(c["epochs"] * self.batches_per_epoch))
         elif c["iterations"] is None:
             c["iterations"] = PAPER_ITERATIONS
         if c["milestones"] is None:
-            c["milestones"] = f"{c['iterations'] // 2},{c['iterations'] * 3 // 4}"
-        self.milestones = sorted(int(m) for m in str(c["milestones"]).split(",") if m.strip())
+            c["milestones"] = default_milestones(c["iterations"])
+        self.milestones = parse_milestones(c["milestones"])
         if c["eval_every"] is None:
             c["eval_every"] = self.batches_per_epoch
         if c["warmup"] is None:
@@ -199,11 +254,7 @@ class Trainer:
         loss = cross_entropy(logits, labels)
         loss_value = loss.item()  # one device-to-host sync per step, for the NaN check and the log
         if not math.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"the loss became {loss_value} at iteration {self.iteration}: training diverged. "
-                f"The last good checkpoint is {self.checkpoint_path()} (if one was written); try "
-                "a lower --lr or --warmup."
-            )
+            raise self.diverged(f"the loss became {loss_value}")
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -214,20 +265,40 @@ class Trainer:
     def checkpoint_path(self):
         return os.path.join(self.dir, "checkpoint.npz")
 
+    def diverged(self, what):
+        return TrainingDiverged(
+            f"{what} at iteration {self.iteration}: training diverged. The last good checkpoint is "
+            f"{self.checkpoint_path()} (if one was written); try a lower --lr or --warmup."
+        )
+
     def save(self):
+        """Checkpoint, unless a weight has become NaN or infinite (then the last good one stays)."""
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        bad = [name for name, value in arrays.items() if not np.all(np.isfinite(value))]
+        if bad:
+            raise self.diverged(f"{len(bad)} weight arrays became NaN or infinite ({', '.join(bad[:3])}, ...)")
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
         arrays["data.mean"] = self.mean
         meta = {
             "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
             "recent_errors": list(self.warmup.recent), "train_seconds": self.train_seconds,
-            "wall_seconds": self._wall_now(),
+            "wall_seconds": self._wall_now(), "train_images": self.train_data.num_images,
             "interval": self.interval, "config": self.config,
         }
         checkpoint.save(self.checkpoint_path(), arrays, meta)
 
     def restore(self):
+        """Load the checkpoint, after checking it belongs to this run's network and data."""
         arrays, meta = checkpoint.load(self.checkpoint_path())
+        saved, c = meta.get("config", {}), self.config
+        network = [(k, saved.get(k), c[k]) for k in ("depth", "plain", "shortcut", "dtype") if saved.get(k) != c[k]]
+        if network:
+            raise ValueError(f"{self.checkpoint_path()} holds a different network than {self.dir}/config.json ("
+                             + ", ".join(f"{k}: {a} vs {b}" for k, a, b in network)
+                             + "); the two files come from different runs: put back the run's own checkpoint")
+        if meta.get("train_images", self.train_data.num_images) != self.train_data.num_images or not np.array_equal(arrays["data.mean"], self.mean):
+            raise ValueError(f"the training images in {c['data_dir'] or 'the default data folder'} are not the ones this run "
+                             "was trained on (their number or pixel mean differs); resume with the --data-dir the run used")
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
         self.optimizer.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")})
         self.iteration, self.best = meta["iteration"], meta["best"]
@@ -274,12 +345,14 @@ class Trainer:
         row = {
             "iteration": self.iteration,
             "epoch": round(self.iteration / self.batches_per_epoch, 3),
-            "lr": float(f"{self.learning_rate():.6g}"),
+            "lr": float(f"{self.optimizer.lr:.6g}"),  # the last step's
             "train_loss": round(self.interval["loss"] / max(self.interval["batches"], 1), 5),
             "train_error": round(self.interval["errors"] / seen, 5),
         }
         for name, loader in self.eval_data.items():
             loss, error = evaluate(self.model, loader)
+            if not math.isfinite(loss):
+                raise self.diverged(f"the {name} loss became {loss}")
             row[f"{name}_loss"], row[f"{name}_error"] = round(loss, 5), round(error, 5)
         self.model.train()
         row["train_seconds"] = round(self.train_seconds, 1)
@@ -331,7 +404,7 @@ class Trainer:
                     if self.warmup.update(errors / n):
                         self.log(f"warm-up done at iteration {self.iteration}: training error below 80%, "
                                  f"learning rate back to {self.config['lr']}")
-                    self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.learning_rate():g}",
+                    self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.optimizer.lr:g}",
                                          img_s=f"{n / seconds:.0f}", refresh=False)
                     self.bar.update(1)
                     if self.iteration % c["eval_every"] == 0 or self.iteration == total:
@@ -368,7 +441,10 @@ def main(argv=None):
         raise SystemExit(f"error: {error}") from None
     os.makedirs(trainer.dir, exist_ok=True)
     if args.resume:
-        trainer.restore()
+        try:
+            trainer.restore()
+        except (ValueError, KeyError) as error:
+            raise SystemExit(f"error: cannot resume: {error}") from None
     checkpoint.write_json(os.path.join(trainer.dir, "config.json"), trainer.config)
     name = f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
     trainer.log(f"{name} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}, "

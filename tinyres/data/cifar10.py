@@ -6,7 +6,8 @@ and ``test_batch.bin``, 10,000 images each. Every image is a record of 3073 byte
 (0-9), then 1024 red, 1024 green and 1024 blue pixel bytes, each plane row-major 32x32.
 
 Where the files come from, in order:
-1. ``DATA_DIR/cifar-10-batches-bin/`` if it exists (used as is);
+1. ``DATA_DIR/cifar-10-batches-bin/`` if it exists (used as is), or DATA_DIR itself if it holds
+   the batch files (you pointed at that folder);
 2. ``DATA_DIR/cifar-10-binary.tar.gz`` if it exists (checked against its published MD5, then
    extracted);
 3. otherwise downloaded into DATA_DIR first.
@@ -51,6 +52,10 @@ def locate(data_dir=None, download=True):
     first if needed (see the module docstring). Raises DatasetError saying where to put the
     files when it cannot."""
     data_dir = data_dir or default_data_dir()
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise DatasetError(f"{data_dir} is a file, not a folder: point --data-dir (or $TINYRES_DATA) at the folder that holds {FOLDER}/ or {ARCHIVE}")
+    if any(os.path.isfile(os.path.join(data_dir, name)) for name in TRAIN_FILES + TEST_FILES):
+        return data_dir  # the batch files themselves: data_dir is cifar-10-batches-bin/
     folder = os.path.join(data_dir, FOLDER)
     if os.path.isdir(folder):
         return folder
@@ -118,6 +123,7 @@ def _missing(data_dir, reason):
 
 
 def _download(archive, data_dir):
+    created = not os.path.exists(data_dir)
     os.makedirs(data_dir, exist_ok=True)
     partial = archive + ".part"
     print(f"downloading CIFAR-10 (163 MB) from {URL} to {data_dir}", flush=True)
@@ -127,6 +133,8 @@ def _download(archive, data_dir):
     except OSError as error:
         if os.path.exists(partial):
             os.remove(partial)
+        if created:  # a mistyped --data-dir should not leave an empty folder behind
+            os.rmdir(data_dir)
         raise _missing(data_dir, f"downloading it failed ({error})") from error
     os.replace(partial, archive)
 

@@ -79,7 +79,7 @@ class Loader:
         x -= self.mean
         if self.augment:
             x = self._random_crop_and_flip(x, rng)
-        return Tensor(x), self.labels[device_indices]
+        return Tensor(x, dtype=self.dtype), self.labels[device_indices]
 
     def _random_crop_and_flip(self, x, rng):
         """Pad by PAD zeros, take a random 32x32 window, mirror it with probability 1/2."""

@@ -41,19 +41,28 @@ class Module:
     def children(self):
         return (module for _, module in self.named_children())
 
-    def named_modules(self, prefix=""):
-        """This module and all below it, depth first, with their dotted names."""
+    def named_modules(self, prefix="", seen=None):
+        """This module and all below it, depth first, with their dotted names. A module used in
+        two places is listed once, under its first name (so its parameters are trained once)."""
+        seen = set() if seen is None else seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
         yield prefix, self
         for name, child in self.named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self):
         return (module for _, module in self.named_modules())
 
     def named_parameters(self):
+        """Every parameter once, with its dotted name (a tensor shared by two modules is listed
+        under its first name only)."""
+        seen = set()
         for prefix, module in self.named_modules():
             for name, value in vars(module).items():
-                if isinstance(value, Tensor):
+                if isinstance(value, Tensor) and id(value) not in seen:
+                    seen.add(id(value))
                     yield (f"{prefix}.{name}" if prefix else name), value
 
     def parameters(self):
@@ -113,12 +122,15 @@ class Module:
         return self
 
     def to(self, backend):
-        """Move every parameter and buffer to ``backend`` ("numpy" or "cupy"); returns self."""
+        """Move every parameter and buffer to ``backend`` ("numpy" or "cupy"); returns self.
+
+        Parameters are changed in place (the same Tensor objects get new data, their gradients
+        are dropped), so an optimizer built before the move still holds the model's parameters.
+        """
         target = get_backend(backend)
+        for p in self.parameters():
+            p.data, p.grad = Tensor(p.data, dtype=p.dtype, backend=target).data, None
         for module in self.modules():
-            for name, value in list(vars(module).items()):
-                if isinstance(value, Tensor):
-                    setattr(module, name, Tensor(value.data, value.requires_grad, value.dtype, target))
             for name in module._buffers:
                 array = getattr(module, name)
                 setattr(module, name, target.asarray(backend_of(array).to_numpy(array)))
@@ -126,11 +138,10 @@ class Module:
 
     def astype(self, dtype):
         """Convert every floating parameter and buffer to ``dtype`` (e.g. float64 for gradient
-        checks); returns self."""
+        checks), parameters in place as in :meth:`to`; returns self."""
+        for p in self.parameters():
+            p.data, p.grad = Tensor(p.data, dtype=dtype).data, None
         for module in self.modules():
-            for name, value in list(vars(module).items()):
-                if isinstance(value, Tensor):
-                    setattr(module, name, Tensor(value.data, requires_grad=value.requires_grad, dtype=dtype))
             for name in module._buffers:
                 setattr(module, name, getattr(module, name).astype(dtype))
         return self

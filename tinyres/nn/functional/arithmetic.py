@@ -70,12 +70,15 @@ def neg(x):
 
 def power(x, exponent):
     """``x ** exponent`` for a constant number ``exponent``."""
-    if isinstance(exponent, Tensor):
-        raise TypeError("power: the exponent must be a Python number, not a Tensor")
+    if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float, np.number)):
+        raise TypeError(f"power: the exponent must be a number, got {type(exponent).__name__}")
     check_inputs("power", x)
+    exponent = exponent.item() if isinstance(exponent, np.number) else exponent  # a NumPy float64 would upcast x
     data = x.data
 
-    def backward(g):  # d(x^p) = p x^(p-1) dx
+    def backward(g):  # d(x^p) = p x^(p-1) dx   (and 0 for p = 0, where x^(p-1) may be infinite)
+        if exponent == 0:
+            return (g * 0,)
         return (g * (exponent * data ** (exponent - 1)),)
 
     return Tensor.from_op("power", data**exponent, backward, x)

@@ -20,6 +20,8 @@ CPU cores (NumPy's elementwise work runs on one core), and done with in-place op
 full-size temporary saved is a pass over memory saved.
 """
 
+import numbers
+
 from tinyres.nn.functional.common import channel_matrix, check_feature_map, check_inputs, split
 from tinyres.tensor import Tensor
 
@@ -42,6 +44,10 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
     m = n * height * width
     if training and m < 2:
         raise ValueError(f"batch_norm: training needs more than one value per channel, input is {x.shape}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+    if not (isinstance(momentum, numbers.Real) and 0 <= momentum <= 1):
+        raise ValueError(f"batch_norm: momentum must be a number between 0 and 1, got {momentum!r}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
     backend, xp = x.backend, x.xp

@@ -5,6 +5,8 @@ reduced into it: all of them equally for sum (and mean, divided by their number)
 maximal ones for max.
 """
 
+import numbers
+
 from tinyres.nn.functional.common import check_inputs
 from tinyres.tensor import Tensor
 
@@ -12,7 +14,7 @@ from tinyres.tensor import Tensor
 def _axes(axis, ndim, op):
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     for a in axes:
         if not -ndim <= a < ndim:
             raise ValueError(f"{op}: axis {a} is out of range for a {ndim}-D tensor")

@@ -23,6 +23,8 @@ def reshape(x, shape):
 
 def transpose(x, axes=None):
     """Permute axes (reverse them when ``axes`` is None), like ``numpy.transpose``."""
+    if axes is not None and any(not -x.ndim <= a < x.ndim for a in axes):
+        raise ValueError(f"transpose: axes {tuple(axes)} are out of range for a {x.ndim}-D tensor")
     axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of a {x.ndim}-D tensor's axes")
@@ -84,6 +86,8 @@ def concat(tensors, axis=0):
     if not tensors:
         raise ValueError("concat: need at least one tensor")
     check_inputs("concat", *tensors)
+    if not -tensors[0].ndim <= axis < tensors[0].ndim:
+        raise ValueError(f"concat: axis {axis} is out of range for {tensors[0].ndim}-D tensors")
     axis = axis % tensors[0].ndim
     for t in tensors[1:]:
         if t.ndim != tensors[0].ndim or any(
