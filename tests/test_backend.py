@@ -1,6 +1,7 @@
 """Backends: selection, clear errors when CuPy cannot run, explicit transfers, seeded RNG, and
 the strict backend that refuses what CuPy refuses."""
 
+import io
 import sys
 import types
 
@@ -72,10 +73,44 @@ def test_strict_arrays_refuse_to_mix_with_host_arrays():
 def test_strict_backend_refuses_numpy_only_functions():
     strict = tinyres.get_backend("strict")
     a = strict.asarray(np.zeros(4))
-    with pytest.raises(TypeError, match="add.at is not portable"):
-        np.add.at(a, strict.asarray(np.array([0, 0])), 1.0)
-    with pytest.raises(AttributeError, match="not in tinyres's list of functions checked to exist in CuPy"):
-        strict.xp.histogram(a)
+    with pytest.raises(TypeError, match="numpy.savetxt is not in tinyres's list of functions checked to exist in CuPy"):
+        np.savetxt(io.StringIO(), a)
+    with pytest.raises(AttributeError, match="xp.savetxt is not in tinyres's list"):
+        strict.xp.savetxt
+    with pytest.raises(TypeError, match="multiply.accumulate is not among the ufunc methods"):
+        np.multiply.accumulate(a)
+    with pytest.raises(AttributeError, match="xp.random is not emulated.*backend.rng"):
+        strict.xp.random
+
+
+def test_strict_backend_allows_what_cupy_allows():
+    """CuPy 12+ has add.at, takes host index arrays, builds arrays from lists of device arrays,
+    copies, pickles and formats its arrays: the strict backend must not refuse those."""
+    import copy
+    import pickle
+
+    strict = tinyres.get_backend("strict")
+    a = strict.asarray(np.zeros(4))
+    np.add.at(a, np.array([0, 0, 3]), 1.0)
+    assert strict.to_numpy(a).tolist() == [2.0, 0.0, 0.0, 1.0]
+    assert strict.to_numpy(a[np.array([0, 3])]).tolist() == [2.0, 1.0]
+    assert strict.to_numpy(strict.xp.asarray([a[0], a[3]])).tolist() == [2.0, 1.0]
+    for twin in (copy.copy(a), copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        assert isinstance(twin, StrictArray) and strict.to_numpy(twin).tolist() == strict.to_numpy(a).tolist()
+    assert f"{a.sum():.1f}" == "3.0"
+
+
+def test_backend_of_knows_strict_arrays_made_before_the_backend_is_asked_for(monkeypatch):
+    from tinyres.testing.strict import strict_numpy
+
+    monkeypatch.delitem(tinyres.backend._backends, "strict", raising=False)
+    assert tinyres.backend.backend_of(strict_numpy.zeros(3)).name == "strict"
+
+
+def test_nested_parallel_map_runs_instead_of_deadlocking():
+    numpy = tinyres.get_backend("numpy")
+    inner = numpy.parallel_map(lambda i: sum(numpy.parallel_map(lambda j: i * j, range(4))), range(4))
+    assert inner == [0, 6, 12, 18]
 
 
 def test_strict_arrays_compute_exactly_what_numpy_computes():

@@ -82,3 +82,20 @@ def test_interleaved_convolutions_do_not_corrupt_each_other(backend):
     F.conv2d(tensor(backend, b), tensor(backend, wb), stride=2)
     np.testing.assert_array_equal(host(F.conv2d(tensor(backend, a), tensor(backend, wa), padding=1)), first)
     np.testing.assert_allclose(first, direct_conv(a, wa, (1, 1), (1, 1)), rtol=1e-10, atol=1e-10)
+
+
+def test_convolutions_in_two_threads_do_not_share_scratch_buffers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.standard_normal((2, c, s, s)), rng.standard_normal((4, c, 3, 3))) for c, s in [(3, 9), (5, 6)] * 6]
+
+    def convolve(case):
+        x, w = case
+        return F.conv2d(tinyres.Tensor(x, dtype="float64"), tinyres.Tensor(w, dtype="float64"), padding=1).numpy()
+
+    expected = [convolve(case) for case in cases]
+    with ThreadPoolExecutor(2) as pool:  # user threads, each running whole convolutions
+        for _ in range(5):
+            for got, want in zip(pool.map(convolve, cases), expected):
+                np.testing.assert_array_equal(got, want)

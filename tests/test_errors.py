@@ -134,3 +134,53 @@ def test_batch_norm_needs_both_running_statistics_and_a_momentum_in_0_1():
         F.batch_norm(x, np.zeros(3, np.float32), None, ones, ones, training=True)
     with pytest.raises(ValueError, match="momentum must be a number between 0 and 1, got None"):
         F.batch_norm(x, None, None, ones, ones, training=True, momentum=None)
+
+
+def leaf(values):
+    return tinyres.Tensor(np.array(values, dtype=np.float64), requires_grad=True, dtype="float64")
+
+
+def test_gradcheck_fails_when_the_function_is_nan():
+    def nan_everywhere(x):  # forward NaN, backward claims a gradient of 1
+        d = x.data
+        return tinyres.Tensor.from_op("nan", (d - d) / (d - d), lambda g: (g,), x)
+
+    with pytest.raises(tinyres.GradcheckError, match="central differences give nan"), np.errstate(invalid="ignore"):
+        tinyres.gradcheck(nan_everywhere, [leaf([1.0, 2.0])])
+
+
+def test_gradcheck_restores_the_input_when_fn_raises():
+    array = np.array([1.0, 2.0, 3.0])
+    x = tinyres.Tensor(array, requires_grad=True, dtype="float64")  # shares `array`
+    calls = {"n": 0}
+
+    def fails_on_the_third_call(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        return x * 2.0
+
+    with pytest.raises(RuntimeError, match="boom"):
+        tinyres.gradcheck(fails_on_the_third_call, [x])
+    assert array.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_gradcheck_messages_name_the_right_input_and_the_real_cause():
+    def scale_in_place(k, x):
+        x.data[0] = 9.0
+        return x * k
+
+    with pytest.raises(tinyres.GradcheckError, match="fn changed input 1 in place"):
+        tinyres.gradcheck(scale_in_place, [2.0, leaf([1.0, 2.0])])
+    with pytest.raises(ValueError, match="input 0 was computed by an op.*pass a leaf"):
+        tinyres.gradcheck(lambda x: x * 2.0, [leaf([1.0]) * 3.0])
+    with pytest.raises(ValueError, match="fn returned float32 from float64 inputs"):
+        tinyres.gradcheck(lambda x: x.astype("float32"), [leaf([1.0])])
+
+
+def test_gradcheck_accepts_correct_edge_cases():
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    assert tinyres.gradcheck(lambda a, b: a * b, [x, x])  # one tensor twice: one summed gradient
+    assert tinyres.gradcheck(lambda a, b: a * 2.0, [x, y])  # no path to y: a zero gradient
+    many = tinyres.Tensor(np.linspace(-1, 1, 50), requires_grad=True, dtype="float64")
+    assert tinyres.gradcheck(lambda a: a + 1e6, [many])  # large outputs do not drown the difference

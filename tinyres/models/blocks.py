@@ -4,7 +4,7 @@ A residual block computes relu(F(x) + shortcut(x)); the plain block of the same 
 relu(F(x)). F is two 3x3 convolutions (basic block) or 1x1-3x3-1x1 (bottleneck), each followed by
 batch norm, with a ReLU between them.
 
-Shortcuts, for when F changes the shape (section 3.3, "Identity vs. Projection Shortcuts"):
+Shortcuts, for when F changes the shape (A and B in section 3.3; all three compared in section 4.1, "Identity vs. Projection Shortcuts"):
     A: identity, subsampled by the stride, with zero channels appended: no parameters.
     B: a 1x1 convolution (+ batch norm) where the shape changes, identity elsewhere.
     C: a 1x1 convolution (+ batch norm) on every block.
@@ -49,7 +49,7 @@ def make_shortcut(option, in_channels, out_channels, stride):
     if option == "A" and changes_shape:
         return ZeroPadShortcut(in_channels, out_channels, stride)
     if option not in ("A", "B", "C"):
-        raise ValueError(f"shortcut option must be 'A', 'B' or 'C' (paper section 3.3), got {option!r}")
+        raise ValueError(f"shortcut option must be 'A', 'B' or 'C' (paper sections 3.3 and 4.1), got {option!r}")
     return Identity()
 
 

@@ -8,7 +8,7 @@
         tinyres.gradcheck(my_op, [tinyres.Tensor(x, requires_grad=True, dtype="float64")])
 
 Arrays are float64 (what gradient checks need). ``arrays(..., spaced=True)`` draws distinct
-values at least 1/8 apart and never 0, for ops with kinks (relu, max, max pooling), where a
+values on a grid that never contains 0, for ops with kinks (relu, max, max pooling), where a
 central difference straddling a kink or a tie would measure nonsense.
 """
 
@@ -33,14 +33,22 @@ def shapes(min_dims=1, max_dims=4, min_side=1, max_side=5):
 def arrays(shape, low=-2.0, high=2.0, spaced=False):
     """float64 arrays of ``shape`` (a tuple or a strategy of tuples) with values in [low, high].
 
-    With ``spaced=True`` the values are distinct odd multiples of 1/16 (so never 0, and no two
-    closer than 1/8); ``shape`` must then have at most 8*(high-low) elements.
+    With ``spaced=True`` the values are distinct odd multiples of step/2, so never 0 and no two
+    closer than ``step``, where step is 1/8, or smaller when the array has more elements than
+    [low, high] holds at that spacing (step = (high - low) / (size + 1)); any shape works.
     """
     if spaced:
-        steps = st.integers(int(np.ceil(low * 8 - 0.5)), int(np.floor(high * 8 - 0.5)))
-        elements = steps.map(lambda k: k / 8 + 1 / 16)
-        return hnp.arrays(np.float64, shape, elements=elements, unique=True)
+        shapes = shape if isinstance(shape, st.SearchStrategy) else st.just(tuple(shape))
+        return shapes.flatmap(lambda s: _spaced(s, low, high))
     return hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False, allow_infinity=False))
+
+
+def _spaced(shape, low, high):
+    size = int(np.prod(shape))
+    step = min(1 / 8, (high - low) / (size + 1))
+    grid = [(k + 0.5) * step for k in range(int(np.ceil(low / step - 0.5)), int(np.floor(high / step - 0.5)) + 1)]
+    values = st.lists(st.sampled_from(grid), min_size=size, max_size=size, unique=True)
+    return values.map(lambda v: np.array(v, dtype=np.float64).reshape(shape))
 
 
 def _window(draw, max_kernel, max_padding, max_size):

@@ -7,13 +7,16 @@ someone runs it on CuPy. CuPy refuses three things that NumPy allows, and so doe
    function that is not dispatched to the array library): CuPy raises ``TypeError: Implicit
    conversion to a NumPy array is not allowed``;
 2. mixing a device array with a host array in one operation (``a + np.ones(3)``);
-3. NumPy functions that CuPy does not provide (``np.add.at``, ``np.lib.stride_tricks.*`` from the
-   ``numpy`` module itself, and anything outside the list below).
+3. NumPy functions that CuPy does not provide (``np.savetxt``, ``np.lib.stride_tricks.*`` from
+   the ``numpy`` module itself, ufunc methods other than ``add/maximum/minimum.at``, and anything
+   outside the list below).
 
 A :class:`StrictArray` wraps an ``np.ndarray`` and forwards every allowed operation to it, so
 results are exactly NumPy's. ``xp`` for this backend is :data:`strict_numpy`, which mirrors the
 NumPy functions CuPy also has. Run the suite on it with ``pytest --backend strict``.
 """
+
+import types
 
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
@@ -30,13 +33,15 @@ CUPY_FUNCTIONS = frozenset(
     exp expand_dims eye flip floor full full_like greater greater_equal isclose isfinite isinf
     isnan less less_equal linspace log log1p logaddexp logical_and logical_not logical_or
     matmul max maximum mean min minimum moveaxis multiply ndim negative not_equal ones ones_like
-    pad power prod ravel reciprocal repeat reshape result_type round rsqrt shape sign sqrt square
-    squeeze stack std subtract sum swapaxes take take_along_axis tanh tensordot tile transpose
-    true_divide var where zeros zeros_like
+    pad power prod ravel reciprocal repeat reshape result_type round rsqrt shape shares_memory sign
+    sqrt square squeeze stack std subtract sum swapaxes take take_along_axis tanh tensordot tile
+    transpose true_divide var where zeros zeros_like
     """.split()
 )
 
-_REFUSED_UFUNC_METHODS = {"at": "cupyx.scatter_add", "reduceat": "a loop of reductions"}
+# ufunc methods besides calling: CuPy 12 added add.at, maximum.at and minimum.at (the unbuffered
+# scatter operations); the other methods (reduce, accumulate, reduceat, outer) are not checked.
+_ALLOWED_UFUNC_METHODS = {("add", "at"), ("maximum", "at"), ("minimum", "at")}
 
 
 def _host_array_error(value):
@@ -57,6 +62,26 @@ def unwrap(value):
     if isinstance(value, dict):
         return {k: unwrap(v) for k, v in value.items()}
     return value
+
+
+def _device_parts(value):
+    """Unwrap device arrays inside nested lists and tuples, leave host data alone (for building
+    an array from a mixture, which CuPy allows)."""
+    if isinstance(value, StrictArray):
+        return value._array
+    if isinstance(value, (list, tuple)):
+        return type(value)(_device_parts(v) for v in value)
+    return value
+
+
+def _index(key):
+    """An index: device arrays unwrapped; host integer or boolean arrays allowed (CuPy copies
+    them to the device itself)."""
+    if isinstance(key, tuple):
+        return tuple(_index(k) for k in key)
+    if isinstance(key, np.ndarray) and key.dtype.kind in "iub":
+        return key
+    return unwrap(key)
 
 
 def wrap(value):
@@ -92,13 +117,17 @@ class StrictArray(NDArrayOperatorsMixin):
 
     # 2. NumPy ufuncs (and operators, through NDArrayOperatorsMixin) on device arrays only
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method in _REFUSED_UFUNC_METHODS:
+        if method != "__call__" and (ufunc.__name__, method) not in _ALLOWED_UFUNC_METHODS:
             raise TypeError(
-                f"strict backend: {ufunc.__name__}.{method} is not portable to CuPy; "
-                f"use {_REFUSED_UFUNC_METHODS[method]} or a loop of slice updates."
+                f"strict backend: {ufunc.__name__}.{method} is not among the ufunc methods checked to "
+                "exist in CuPy (add.at, maximum.at, minimum.at); write it with functions of the list."
             )
         out = kwargs.get("out")
-        result = getattr(ufunc, method)(*unwrap(inputs), **unwrap(kwargs))
+        if method == "at":  # ufunc.at(a, indices, b): the indices may be host arrays
+            inputs = (inputs[0], _index(inputs[1])) + tuple(inputs[2:])
+            result = getattr(ufunc, method)(unwrap(inputs[0]), inputs[1], *unwrap(inputs[2:]), **unwrap(kwargs))
+        else:
+            result = getattr(ufunc, method)(*unwrap(inputs), **unwrap(kwargs))
         if out is not None:
             return out[0] if len(out) == 1 else out
         return wrap(result)
@@ -133,10 +162,10 @@ class StrictArray(NDArrayOperatorsMixin):
         return method
 
     def __getitem__(self, key):
-        return wrap(self._array[unwrap(key)])
+        return wrap(self._array[_index(key)])
 
     def __setitem__(self, key, value):
-        self._array[unwrap(key)] = unwrap(value)
+        self._array[_index(key)] = unwrap(value)
 
     def __len__(self):
         return len(self._array)
@@ -159,8 +188,17 @@ class StrictArray(NDArrayOperatorsMixin):
     def __repr__(self):
         return "strict_" + repr(self._array)
 
-    def __reduce__(self):
-        raise TypeError("strict backend: device arrays cannot be pickled; copy to the host first")
+    def __format__(self, spec):
+        return self._array.__format__(spec)
+
+    def __copy__(self):
+        return StrictArray(self._array.copy())
+
+    def __deepcopy__(self, memo):
+        return StrictArray(self._array.copy())
+
+    def __reduce__(self):  # pickling works (CuPy's arrays pickle too), and unpickles on the device
+        return (StrictArray, (self._array.copy(),))
 
 
 class _StrictStrideTricks:
@@ -189,12 +227,18 @@ class _StrictNumpy:
         """Host data -> device array (the one explicit way in)."""
         if isinstance(data, StrictArray):
             return data if dtype is None else data.astype(dtype, copy=False)
-        return StrictArray(np.array(data, dtype=dtype))
+        return StrictArray(np.array(_device_parts(data), dtype=dtype))
 
     array = asarray
 
     def __getattr__(self, name):
         attribute = getattr(np, name)
+        if isinstance(attribute, types.ModuleType):  # np.random & co would hand out host arrays
+            raise AttributeError(
+                f"strict backend: xp.{name} is not emulated (CuPy has cupy.{name}, but the strict "
+                "backend only wraps the functions in CUPY_FUNCTIONS); for random numbers use "
+                "backend.rng, which draws the same numbers on every backend"
+            )
         if isinstance(attribute, type) or not callable(attribute):
             return attribute  # dtypes (xp.float32), constants (xp.inf, xp.newaxis)
         if name not in CUPY_FUNCTIONS:

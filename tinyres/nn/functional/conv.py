@@ -42,6 +42,7 @@ Two more things make it fast on NumPy, neither changes the math:
 """
 
 import math
+import threading
 
 from tinyres.backend import backend_of
 from tinyres.nn.functional.common import (
@@ -184,11 +185,18 @@ class _Scratch:
     ``get(name, shape, ...)`` returns an uninitialised array of that shape carved from a buffer
     kept under ``name``, grown when too small. The contents are overwritten by the next ``get``
     of the same name, so a caller must be done with it before calling anything that may use it
-    (conv2d's forward and backward use each buffer once, to feed one matrix product).
+    (conv2d's forward and backward use each buffer once, to feed one matrix product). Each
+    thread has buffers of its own, so convolutions in two threads never share one.
     """
 
     def __init__(self):
-        self.buffers = {}
+        self._local = threading.local()
+
+    @property
+    def buffers(self):
+        if not hasattr(self._local, "buffers"):
+            self._local.buffers = {}
+        return self._local.buffers
 
     def get(self, name, shape, dtype, backend):
         key = (name, backend.name, str(dtype))
