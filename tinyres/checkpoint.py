@@ -43,6 +43,15 @@ def load(path):
     return arrays, meta
 
 
+def read_json(path):
+    """The JSON value in ``path``; ValueError naming the file when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is missing or unreadable ({type(error).__name__})") from None
+
+
 def write_json(path, value):
     """Write JSON atomically (temporary file, then rename)."""
     partial = path + ".tmp"

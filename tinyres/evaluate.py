@@ -10,12 +10,11 @@ set (and the validation split, if the run had one) in evaluation mode.
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
 
 import argparse
-import json
 import os
 import sys
 
 from tinyres import checkpoint
-from tinyres.data import DatasetError, Loader, cifar10
+from tinyres.data import DatasetError, Loader, cifar10, validation_split
 from tinyres.models import cifar_resnet
 from tinyres.nn.functional import cross_entropy
 
@@ -34,12 +33,10 @@ def evaluate(model, loader):
 
 def load_run(run_dir, backend="numpy"):
     """(model with the checkpoint's weights, config, checkpoint meta, pixel mean)."""
-    path = os.path.join(run_dir, "config.json")
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is missing or unreadable ({type(error).__name__}): {run_dir} is not a complete run directory") from None
+        config = checkpoint.read_json(os.path.join(run_dir, "config.json"))
+    except ValueError as error:
+        raise ValueError(f"{error}: {run_dir} is not a complete run directory") from None
     arrays, meta = checkpoint.load(os.path.join(run_dir, "checkpoint.npz"))
     model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"])
     try:
@@ -51,12 +48,12 @@ def load_run(run_dir, backend="numpy"):
 
 
 def evaluation_splits(config, data_dir=None):
-    """{"test": (images, labels)[, "val": ...]}: the whole test set, and the validation images a
-    run held out (the last ``validation`` training images, as tinyres.data.cifar10_loaders does)."""
+    """{"test": (images, labels)[, "val": ...]}: the whole test set, and the validation images the
+    run held out."""
     train_x, train_y, test_x, test_y = cifar10.load(data_dir or config.get("data_dir"))
     splits = {"test": (test_x, test_y)}
     if config.get("validation"):
-        splits["val"] = (train_x[-config["validation"]:], train_y[-config["validation"]:])
+        splits["val"] = validation_split(train_x, train_y, config["validation"])[1]
     return splits
 
 

@@ -30,7 +30,6 @@ import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts
 
 import argparse
 import csv
-import json
 import math
 import os
 import signal
@@ -178,11 +177,9 @@ def resolve_config(args):
     if not os.path.exists(os.path.join(given["out"], "checkpoint.npz")):
         raise SystemExit(f"error: nothing to resume in {given['out']}: it has no checkpoint.npz")
     try:
-        with open(path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"error: cannot resume: {path} is missing or unreadable ({type(error).__name__}); "
-                         "it is written when a run starts, so restore it from a copy") from None
+        saved = checkpoint.read_json(path)
+    except ValueError as error:
+        raise SystemExit(f"error: cannot resume: {error}; it is written when a run starts, so restore it from a copy") from None
     changed = {k: (saved.get(k), v) for k, v in given.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v}
     if changed:
         detail = ", ".join(f"--{k.replace('_', '-')} {new} (run has {old})" for k, (old, new) in changed.items())

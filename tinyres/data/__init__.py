@@ -23,10 +23,7 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
     """
     train_x, train_y, test_x, test_y = cifar10.load(data_dir, download)
     if validation:
-        if not 0 < validation < len(train_x):
-            raise ValueError(f"validation must be between 1 and {len(train_x) - 1} images, got {validation}")
-        val_x, val_y = train_x[-validation:], train_y[-validation:]
-        train_x, train_y = train_x[:-validation], train_y[:-validation]
+        (train_x, train_y), (val_x, val_y) = validation_split(train_x, train_y, validation)
     if subset is not None:
         if not 0 < subset <= len(train_x):
             raise ValueError(f"subset must be between 1 and {len(train_x)} images, got {subset}")
@@ -44,4 +41,12 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
     return train, evaluation, mean
 
 
-__all__ = ["CLASSES", "DatasetError", "Loader", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean"]
+def validation_split(images, labels, validation):
+    """((training images, labels), (validation images, labels)): the last ``validation`` training
+    images are held out."""
+    if not 0 < validation < len(images):
+        raise ValueError(f"validation must be between 1 and {len(images) - 1} images, got {validation}")
+    return (images[:-validation], labels[:-validation]), (images[-validation:], labels[-validation:])
+
+
+__all__ = ["CLASSES", "DatasetError", "Loader", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean", "validation_split"]

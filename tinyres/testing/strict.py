@@ -51,37 +51,23 @@ def _host_array_error(value):
     )
 
 
-def unwrap(value):
-    """StrictArray -> np.ndarray, recursively through lists and tuples; host arrays refused."""
+def unwrap(value, host_allowed=lambda array: False):
+    """StrictArray -> np.ndarray, recursively through lists, tuples and dicts. Host arrays are
+    refused unless ``host_allowed(array)`` says CuPy takes them there."""
     if isinstance(value, StrictArray):
         return value._array
-    if isinstance(value, np.ndarray) and value.ndim > 0:
+    if isinstance(value, np.ndarray) and value.ndim > 0 and not host_allowed(value):
         raise _host_array_error(value)
     if isinstance(value, (list, tuple)):
-        return type(value)(unwrap(v) for v in value)
+        return type(value)(unwrap(v, host_allowed) for v in value)
     if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    return value
-
-
-def _device_parts(value):
-    """Unwrap device arrays inside nested lists and tuples, leave host data alone (for building
-    an array from a mixture, which CuPy allows)."""
-    if isinstance(value, StrictArray):
-        return value._array
-    if isinstance(value, (list, tuple)):
-        return type(value)(_device_parts(v) for v in value)
+        return {k: unwrap(v, host_allowed) for k, v in value.items()}
     return value
 
 
 def _index(key):
-    """An index: device arrays unwrapped; host integer or boolean arrays allowed (CuPy copies
-    them to the device itself)."""
-    if isinstance(key, tuple):
-        return tuple(_index(k) for k in key)
-    if isinstance(key, np.ndarray) and key.dtype.kind in "iub":
-        return key
-    return unwrap(key)
+    """An index: host integer or boolean arrays are allowed in it (CuPy copies them over)."""
+    return unwrap(key, host_allowed=lambda array: array.dtype.kind in "iub")
 
 
 def wrap(value):
@@ -124,8 +110,8 @@ class StrictArray(NDArrayOperatorsMixin):
             )
         out = kwargs.get("out")
         if method == "at":  # ufunc.at(a, indices, b): the indices may be host arrays
-            inputs = (inputs[0], _index(inputs[1])) + tuple(inputs[2:])
-            result = getattr(ufunc, method)(unwrap(inputs[0]), inputs[1], *unwrap(inputs[2:]), **unwrap(kwargs))
+            a, indices, *rest = inputs
+            result = ufunc.at(unwrap(a), _index(indices), *unwrap(rest), **unwrap(kwargs))
         else:
             result = getattr(ufunc, method)(*unwrap(inputs), **unwrap(kwargs))
         if out is not None:
@@ -227,7 +213,8 @@ class _StrictNumpy:
         """Host data -> device array (the one explicit way in)."""
         if isinstance(data, StrictArray):
             return data if dtype is None else data.astype(dtype, copy=False)
-        return StrictArray(np.array(_device_parts(data), dtype=dtype))
+        # (a list may mix host data and device arrays, as CuPy allows)
+        return StrictArray(np.array(unwrap(data, host_allowed=lambda array: True), dtype=dtype))
 
     array = asarray
 

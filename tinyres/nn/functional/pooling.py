@@ -58,8 +58,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     out = xp.full((c, n) + out_hw, -xp.inf, dtype=x.dtype)
     argmax = xp.zeros((c, n) + out_hw, dtype=xp.int32)  # which offset won
     for k, window in _windows(padded, kernel, stride, out_hw):
-        larger = (padded[window] > out) | (xp.isnan(padded[window]) & ~xp.isnan(out))  # NaN wins, as in PyTorch
-        out = xp.where(larger, padded[window], out)
+        values = padded[window]
+        larger = (values > out) | (xp.isnan(values) & ~xp.isnan(out))  # a NaN wins, as in PyTorch
+        out = xp.where(larger, values, out)
         argmax = xp.where(larger, k, argmax)
     padded_shape, x_shape = padded.shape, x.shape
 
