@@ -43,7 +43,9 @@ def test_warmup_ends_when_the_averaged_training_error_drops_below_80_percent():
 
 
 def test_defaults_are_the_papers_recipe():
-    config = train.resolve_config(train.parse_args(["--out", "/nonexistent/run"]))
+    from tinyres import runs
+
+    config, _ = train.resolve_config(train.parse_args(["--out", "/nonexistent/run"]), runs.RunDir("/nonexistent/run"))
     assert (config["batch_size"], config["lr"], config["momentum"], config["weight_decay"]) == (128, 0.1, 0.9, 1e-4)
     assert config["iterations"] is None and config["milestones"] is None  # resolved to 64k and 32k,48k
 
@@ -234,7 +236,7 @@ def test_a_fresh_run_refuses_a_folder_with_another_runs_metrics(cifar_dir, tmp_p
     os.remove(out / "checkpoint.npz")
     before = (out / "metrics.csv").read_text()
     with pytest.raises(SystemExit, match="holds metrics.csv from another run.*choose another --out"):
-        run(cifar_dir, out, "--iterations", "1")
+        run(cifar_dir, out, "--iterations", "1", "--depth", "14")
     assert (out / "metrics.csv").read_text() == before
 
 
@@ -260,13 +262,13 @@ def test_a_damaged_or_foreign_checkpoint_is_a_clear_error_and_stays(cifar_dir, t
     with pytest.raises(SystemExit, match="checkpoint.npz is damaged"):
         evaluate.main([str(out), "--data-dir", str(cifar_dir)])
     (out / "checkpoint.npz").write_bytes((other / "checkpoint.npz").read_bytes())
-    with pytest.raises(SystemExit, match="holds a different network.*depth: 14 vs 8.*different runs"):
+    with pytest.raises(SystemExit, match=r"disagrees with the checkpoint.*depth \(config.json: 8, checkpoint: 14\).*another run"):
         train.main(["--out", str(out), "--resume", "--iterations", "2"])
-    with pytest.raises(SystemExit, match="does not fit the network its config.json describes"):
+    with pytest.raises(SystemExit, match=r"disagrees with the checkpoint.*depth"):
         evaluate.main([str(out), "--data-dir", str(cifar_dir)])
     assert (out / "checkpoint.npz").read_bytes() == (other / "checkpoint.npz").read_bytes()
-    os.remove(out / "config.json")
-    with pytest.raises(SystemExit, match="config.json is missing or unreadable"):
+    (out / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="config.json is missing or unreadable.*delete it"):
         train.main(["--out", str(out), "--resume"])
 
 

@@ -2,9 +2,10 @@
 
     python -m tinyres.evaluate RUN_DIR [--data-dir DIR] [--backend cupy]
 
-Rebuilds the network from RUN_DIR/config.json, loads RUN_DIR/checkpoint.npz (model weights,
-batch-norm statistics and the training set's pixel mean), and evaluates it on the CIFAR-10 test
-set (and the validation split, if the run had one) in evaluation mode.
+Rebuilds the network from the settings recorded in RUN_DIR/checkpoint.npz (config.json must agree
+with them), loads its weights, batch-norm statistics and the training set's pixel mean, and
+evaluates it on the CIFAR-10 test set (and the validation split, if the run had one) in
+evaluation mode. The images come from --data-dir, else $TINYRES_DATA, else the run's own folder.
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
@@ -13,8 +14,11 @@ import argparse
 import os
 import sys
 
-from tinyres import checkpoint
-from tinyres.data import DatasetError, Loader, cifar10, validation_split
+import numpy as np
+
+from tinyres import runs
+from tinyres.cli import UsageError, reporting_usage_errors
+from tinyres.data import DatasetError, Loader, cifar10, pixel_mean, training_split
 from tinyres.models import cifar_resnet
 from tinyres.nn.functional import cross_entropy
 
@@ -32,46 +36,59 @@ def evaluate(model, loader):
 
 
 def load_run(run_dir, backend="numpy"):
-    """(model with the checkpoint's weights, config, checkpoint meta, pixel mean)."""
-    try:
-        config = checkpoint.read_json(os.path.join(run_dir, "config.json"))
-    except ValueError as error:
-        raise ValueError(f"{error}: {run_dir} is not a complete run directory") from None
-    arrays, meta = checkpoint.load(os.path.join(run_dir, "checkpoint.npz"))
+    """(model with the checkpoint's weights, config, checkpoint meta, pixel mean). The network is
+    built from the checkpoint's own record of the settings; config.json must agree with it."""
+    folder = runs.RunDir(run_dir)
+    arrays, meta = folder.load_checkpoint()
+    config = folder.recorded_config(meta)
     model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"])
     try:
         model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     except (KeyError, ValueError) as error:
-        raise ValueError(f"the checkpoint in {run_dir} does not fit the network its config.json describes "
-                         f"({error}); the two files come from different runs") from None
+        raise runs.RunDirError(f"the checkpoint in {run_dir} does not fit the network it records "
+                               f"({error}); it is damaged: restore it from a copy") from None
     return model.to(backend), config, meta, arrays["data.mean"]
 
 
-def evaluation_splits(config, data_dir=None):
+def data_folder(config, data_dir=None):
+    """Where the images are: --data-dir, else $TINYRES_DATA, else the folder the run trained on
+    (if it is still there), else the default."""
+    saved = config.get("data_dir")
+    return data_dir or os.environ.get("TINYRES_DATA") or (saved if saved and os.path.isdir(saved) else None)
+
+
+def evaluation_splits(config, mean, data_dir=None):
     """{"test": (images, labels)[, "val": ...]}: the whole test set, and the validation images the
-    run held out."""
-    train_x, train_y, test_x, test_y = cifar10.load(data_dir or config.get("data_dir"))
+    run held out; DatasetError if the training images are not the run's (checked by their mean)."""
+    train_x, train_y, test_x, test_y = cifar10.load(data_folder(config, data_dir))
+    (train_x, _), held_out = training_split(train_x, train_y, config["validation"], config["subset"])
+    if len(train_x) == 0 or not np.array_equal(pixel_mean(train_x), mean):
+        raise DatasetError("the CIFAR-10 images found are not the ones this run was trained on (their pixel mean "
+                           "differs from the checkpoint's); point --data-dir at the run's data")
     splits = {"test": (test_x, test_y)}
-    if config.get("validation"):
-        splits["val"] = validation_split(train_x, train_y, config["validation"])[1]
+    if held_out is not None:
+        splits["val"] = held_out
     return splits
 
 
+@reporting_usage_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tinyres.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a directory written by python -m tinyres.train")
-    parser.add_argument("--data-dir", help="CIFAR-10 location (default: the run's, then $TINYRES_DATA)")
+    parser.add_argument("--data-dir", help="CIFAR-10 location (default: $TINYRES_DATA, then the folder the run used)")
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
-        raise SystemExit(f"error: --batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not os.path.isdir(args.run_dir):
+        raise UsageError(f"{args.run_dir} is not a folder: give the run directory that python -m tinyres.train wrote")
     try:
         model, config, meta, mean = load_run(args.run_dir, args.backend)
-        splits = evaluation_splits(config, args.data_dir)
-    except (FileNotFoundError, ValueError, DatasetError, tinyres.BackendUnavailable) as error:
-        raise SystemExit(f"error: {error}") from None
-    name = f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
+        splits = evaluation_splits(config, mean, args.data_dir)
+    except (ValueError, DatasetError, tinyres.BackendUnavailable) as error:
+        raise UsageError(str(error)) from None
+    name = runs.run_name(config)
     for split, (images, labels) in splits.items():
         loader = Loader(images, labels, args.batch_size, args.backend, mean, dtype=config["dtype"])
         loss, error = evaluate(model, loader)

@@ -1,16 +1,370 @@
-"""Reading the run directories that ``python -m tinyres.train`` writes, for plots and tables.
+"""A run directory: the files ``python -m tinyres.train`` writes, and the one module that knows them.
 
-    run = tinyres.runs.load("results/cpu-plain56-1000it")
-    run.metrics["iteration"], run.metrics["train_error"]      # NumPy arrays, one entry per evaluation
-    run.config["depth"], run.header                            # the settings; the log's first line
+    results/cpu-resnet20-16k/
+        checkpoint.npz   the run's record: weights, momentum, counters, and every setting
+        config.json      a readable copy of those settings
+        metrics.csv      one row per evaluation, only for iterations the checkpoint covers
+        log.txt          what the run printed, when a script keeps it (results/ does)
+        .lock            held by the process that writes here
+
+    run = tinyres.runs.load("results/cpu-plain56-1000it")     # for plots and tables
+    run.metrics["iteration"], run.metrics["train_error"]       # NumPy arrays, one entry per evaluation
+    run.config["depth"], run.header                             # the settings; the log's first line
+
+What a run directory guarantees (the trainer relies on it, the tests check it):
+- One writer. A process that writes here holds an OS lock on ``.lock`` (released by the OS when
+  the process ends, even by kill -9, so nothing stale is left); a second one is refused with the
+  holder's PID.
+- One source of truth. The checkpoint records the settings that define the experiment;
+  ``config.json`` is checked against it (and against a schema: types, ranges, unknown keys) on
+  resume and evaluation, and a disagreement is an error naming the setting.
+- Nothing half-written. Checkpoints and config.json are written to ``NAME.tmp`` and renamed
+  (atomic on POSIX); a full disk removes the ``.tmp``, keeps the previous file and says how much
+  space was needed. A metrics row is appended only after the checkpoint that covers its iteration
+  is saved; on resume, rows past the checkpoint and a half-written last line are dropped, and the
+  checkpoint's own row is restored if the process died between the two writes.
 """
 
 import csv
+import errno
 import json
+import math
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
+
+from tinyres import checkpoint
+
+CHECKPOINT, CONFIG, METRICS, LOCK = "checkpoint.npz", "config.json", "metrics.csv", ".lock"
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the message names the file and the fix."""
+
+
+# ----- the settings a run records, and what each may hold ---------------------------------------
+
+def _int(low):
+    return lambda v: type(v) is int and v >= low
+
+
+def _number(low, high=math.inf, low_open=False):
+    def check(v):
+        if type(v) not in (int, float) or not math.isfinite(v):
+            return False
+        return (v > low if low_open else v >= low) and v <= high
+    return check
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+def _one_of(*choices):
+    return lambda v: v in choices and type(v) is type(choices[0])
+
+
+def _milestones(v):
+    try:
+        return isinstance(v, str) and all(int(m) >= 1 for m in v.split(",")) and v.strip() != ""
+    except ValueError:
+        return False
+
+
+# key -> (test, what it must be, value when an older run's config lacks the key)
+REQUIRED = object()
+SCHEMA = {
+    "depth": (lambda v: _int(8)(v) and (v - 2) % 6 == 0, "an integer 6n+2 (20, 32, 44, 56, 110, ...)", REQUIRED),
+    "plain": (_one_of(True, False), "true or false", REQUIRED),
+    "shortcut": (_one_of("A", "B", "C"), '"A", "B" or "C"', REQUIRED),
+    "backend": (_one_of("numpy", "cupy"), '"numpy" or "cupy"', REQUIRED),
+    "batch_size": (_int(1), "an integer >= 1", REQUIRED),
+    "lr": (_number(0, low_open=True), "a number > 0", REQUIRED),
+    "momentum": (_number(0, 1), "a number in [0, 1]", REQUIRED),
+    "weight_decay": (_number(0), "a number >= 0", REQUIRED),
+    "iterations": (_int(1), "an integer >= 1", REQUIRED),
+    "epochs": (_optional(_number(0, low_open=True)), "null or a number > 0", REQUIRED),
+    "milestones": (_milestones, 'iterations >= 1 separated by commas, such as "32000,48000"', REQUIRED),
+    "warmup": (_one_of(True, False), "true or false", REQUIRED),
+    "data_dir": (_optional(lambda v: isinstance(v, str) and v != ""), "null or a folder", REQUIRED),
+    "out": (lambda v: isinstance(v, str) and v != "", "a folder name (not empty)", REQUIRED),
+    "seed": (_int(0), "an integer >= 0", REQUIRED),
+    "eval_every": (_int(1), "an integer >= 1", REQUIRED),
+    "subset": (_optional(_int(1)), "null or an integer >= 1", REQUIRED),
+    "test_subset": (_optional(_int(1)), "null or an integer >= 1", REQUIRED),
+    "validation": (_int(0), "an integer >= 0", REQUIRED),
+    "dtype": (_one_of("float32", "float64"), '"float32" or "float64"', REQUIRED),
+    "stop_after_minutes": (_optional(_number(0)), "null or a number >= 0", None),
+    "checkpoint_minutes": (_number(0, low_open=True), "a number > 0", 10.0),
+    "progress": (_one_of(True, False), "true or false", True),
+}
+# settings a resumed run may change; the others define the experiment and stay as recorded
+RESUMABLE = {"backend", "iterations", "epochs", "milestones", "eval_every", "data_dir",
+             "stop_after_minutes", "checkpoint_minutes", "progress", "out"}
+
+
+def check_config(config, source):
+    """``config`` with keys that older runs lack filled in; RunDirError naming ``source`` and the
+    key for an unknown key, a missing one, or a value of the wrong type or range."""
+    if not isinstance(config, dict):
+        raise RunDirError(f"{source} does not hold a JSON object of settings")
+    unknown = sorted(set(config) - set(SCHEMA))
+    if unknown:
+        raise RunDirError(f"{source} has unknown settings {unknown}; remove them (known: {', '.join(SCHEMA)})")
+    checked = {}
+    for key, (test, meaning, default) in SCHEMA.items():
+        if key not in config:
+            if default is REQUIRED:
+                raise RunDirError(f"{source} lacks the setting {key!r}")
+            checked[key] = default
+        elif not test(config[key]):
+            raise RunDirError(f"{source}: {key} is {json.dumps(config[key])}, it must be {meaning}")
+        else:
+            checked[key] = config[key]
+    return checked
+
+
+def disagreements(recorded, other):
+    """The settings that define the experiment and differ between two configs: [(key, a, b)]."""
+    return [(k, recorded.get(k), other.get(k)) for k in SCHEMA
+            if k not in RESUMABLE and recorded.get(k) != other.get(k)]
+
+
+# ----- what a checkpoint's header must hold ------------------------------------------------------
+
+META_SCHEMA = {
+    "iteration": _int(0),
+    "best": lambda v: isinstance(v, dict) and _optional(_number(0, 1))(v.get("test_error")) and _optional(_int(0))(v.get("iteration")),
+    "warming_up": _one_of(True, False),
+    "recent_errors": lambda v: isinstance(v, list) and all(_number(0, 1)(e) for e in v),
+    "train_seconds": _number(0),
+    "wall_seconds": _number(0),
+    "train_images": _int(1),
+    "interval": lambda v: isinstance(v, dict) and set(v) == {"loss", "batches", "errors", "images", "seconds"}
+    and all(_number(0)(x) for x in v.values()),
+    "config": lambda v: isinstance(v, dict),
+}
+
+
+def check_meta(meta, path):
+    """RunDirError naming the entry when a checkpoint's header is not what the trainer writes."""
+    for key, test in META_SCHEMA.items():
+        if key not in meta or not test(meta[key]):
+            raise RunDirError(f"checkpoint {path} is damaged or was not written by tinyres.train (its "
+                              f"{key!r} entry is missing or invalid); restore it from a copy, or start "
+                              "the run again with another --out")
+    row = meta.get("row")
+    if row is not None and not (isinstance(row, dict) and _int(0)(row.get("iteration")) and row["iteration"] <= meta["iteration"]
+                                and all(_number(-math.inf)(v) for v in row.values())):
+        raise RunDirError(f"checkpoint {path} is damaged or was not written by tinyres.train (its 'row' entry is "
+                          "invalid); restore it from a copy, or start the run again with another --out")
+    meta["config"] = check_config(meta["config"], f"the settings recorded in {path}")
+    return meta
+
+
+# ----- the directory -----------------------------------------------------------------------------
+
+class RunDir:
+    """The files of one run directory. Every write goes through here."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = None
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def has_checkpoint(self):
+        return os.path.lexists(self.file(CHECKPOINT))
+
+    # -- creating and locking --
+    def claim(self):
+        """Create the folder if needed and take its lock; RunDirError if it is not a writable
+        folder or another process holds it. The lock lasts as long as this process (or
+        :meth:`release`)."""
+        import fcntl
+
+        if not self.path:
+            raise RunDirError("--out is empty: give the folder the run writes to")
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunDirError(f"--out {self.path} is a file, not a folder: choose another --out")
+        self._created = not os.path.exists(self.path)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise RunDirError(f"cannot write to {self.path} ({error.strerror}): choose another --out, or fix its permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(f"{self.path} is in use by process {holder}, which is training or evaluating "
+                              "there; wait for it to end (or stop it) before starting another run in it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock = fd
+        return self
+
+    def release(self):
+        """Drop the lock; a folder this process created and left empty is removed again."""
+        if self._lock is None:
+            return
+        os.close(self._lock)  # closing the descriptor drops the lock
+        self._lock = None
+        if self._created and os.listdir(self.path) == [LOCK]:
+            os.remove(self.file(LOCK))
+            os.rmdir(self.path)
+
+    # -- the checkpoint --
+    def save_checkpoint(self, arrays, meta):
+        self._check_not_a_folder(CHECKPOINT)
+        needed = sum(a.nbytes for a in arrays.values()) + len(json.dumps(meta))
+        with self._disk_full_is_an_error(CHECKPOINT, needed):
+            checkpoint.save(self.file(CHECKPOINT), arrays, meta)
+
+    def load_checkpoint(self):
+        """(arrays, meta) of the checkpoint, its header checked; RunDirError when it is missing,
+        damaged or not the trainer's."""
+        path = self.file(CHECKPOINT)
+        if not os.path.lexists(path):
+            raise RunDirError(f"nothing to resume in {self.path}: it has no {CHECKPOINT}")
+        self._check_not_a_folder(CHECKPOINT)
+        try:
+            arrays, meta = checkpoint.load(path)
+        except (ValueError, OSError) as error:
+            raise RunDirError(str(error)) from None
+        if not isinstance(meta, dict):
+            raise RunDirError(f"checkpoint {path} is damaged or was not written by tinyres.train (no settings in its header); restore it from a copy")
+        missing = [k for k in ("data.mean",) if k not in arrays]
+        if missing:
+            raise RunDirError(f"checkpoint {path} lacks {missing}: it was not written by tinyres.train; restore it from a copy")
+        return arrays, check_meta(meta, path)
+
+    # -- config.json --
+    def write_config(self, config):
+        with self._disk_full_is_an_error(CONFIG, 4096):
+            checkpoint.write_json(self.file(CONFIG), config)
+
+    def read_config(self):
+        """The settings in config.json, checked against the schema (None when there is no file)."""
+        path = self.file(CONFIG)
+        if not os.path.lexists(path):
+            return None
+        try:
+            value = checkpoint.read_json(path)
+        except ValueError as error:
+            raise RunDirError(f"{error}; delete it: the next --resume rewrites it from the checkpoint") from None
+        return check_config(value, path)
+
+    def recorded_config(self, meta):
+        """The checkpoint's settings, after checking that config.json (if any) agrees with them."""
+        recorded = meta["config"]
+        written = self.read_config()
+        differ = disagreements(recorded, written) if written is not None else []
+        if differ:
+            detail = ", ".join(f"{k} (config.json: {json.dumps(b)}, checkpoint: {json.dumps(a)})" for k, a, b in differ)
+            raise RunDirError(
+                f"{self.file(CONFIG)} disagrees with the checkpoint, the run's record, on {detail}: it was "
+                "edited or comes from another run. Delete it (the next --resume rewrites it from the "
+                "checkpoint) or put back the run's own files")
+        return recorded
+
+    # -- metrics.csv --
+    def metrics(self):
+        """The rows of metrics.csv as dicts of strings ([] when there is none)."""
+        return list(csv.DictReader(self._metrics_text().splitlines()))
+
+    def _metrics_text(self):
+        path = self.file(METRICS)
+        if not os.path.lexists(path):
+            return ""
+        self._check_not_a_folder(METRICS)
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                return f.read()
+        except UnicodeDecodeError:
+            raise RunDirError(f"{path} is not text (a damaged file); delete it: it is a log, the checkpoint "
+                              "does not need it") from None
+
+    def append_metrics(self, row):
+        self._check_not_a_folder(METRICS)
+        path = self.file(METRICS)
+        with self._disk_full_is_an_error(METRICS, 1024), open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if f.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def repair_metrics(self, iteration, row=None):
+        """Make metrics.csv agree with a checkpoint at ``iteration``: drop a half-written last
+        line and rows past it, and add the checkpoint's own ``row`` if it is missing."""
+        path = self.file(METRICS)
+        text = self._metrics_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]  # a line cut short by a crash
+        rows = list(csv.DictReader(text.splitlines()))
+        fields = list(rows[0]) if rows else None
+        kept = []
+        for number, r in enumerate(rows, start=2):
+            try:
+                at = int(r["iteration"])
+            except (KeyError, TypeError, ValueError):
+                raise RunDirError(f"{path} line {number} is not a metrics row (iteration {r.get('iteration')!r}); "
+                                  "delete that line, or the file (it is a log: the checkpoint does not need it)") from None
+            if at <= iteration:
+                kept.append(r)
+        if row is not None and not any(int(r["iteration"]) == row["iteration"] for r in kept):
+            kept.append(row)
+            fields = fields or list(row)
+        if fields is None:
+            return
+        partial = path + ".tmp"
+        with self._disk_full_is_an_error(METRICS, 1024 * (len(kept) + 1)), open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(partial, path)
+
+    # -- helpers --
+    def _check_not_a_folder(self, name):
+        if os.path.isdir(self.file(name)):
+            raise RunDirError(f"{self.file(name)} is a folder; the run keeps a file there. Move the folder away")
+
+    def _disk_full_is_an_error(self, name, needed):
+        return _DiskFull(self, name, needed)
+
+
+class _DiskFull:
+    """Turns a full disk during a write into a RunDirError, with the partial file removed."""
+
+    def __init__(self, run_dir, name, needed):
+        self.run_dir, self.name, self.needed = run_dir, name, needed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if not isinstance(error, OSError) or error.errno not in DISK_FULL:
+            return False
+        path = self.run_dir.file(self.name)
+        for partial in (path + ".tmp",):
+            if os.path.exists(partial):
+                os.remove(partial)
+        free = shutil.disk_usage(self.run_dir.path).free
+        raise RunDirError(f"the disk is full: writing {path} needs about {self.needed / 1e6:.1f} MB, "
+                          f"{free / 1e6:.1f} MB are free. The previous {self.name} is intact; free "
+                          "some space, then continue with --resume") from None
+
+
+# ----- reading runs, for plots and tables --------------------------------------------------------
+
+def run_name(config):
+    """'ResNet-56' or 'plain-56'."""
+    return f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
 
 
 @dataclass
@@ -24,7 +378,7 @@ class Run:
 
     @property
     def name(self):
-        return f"{'plain' if self.config['plain'] else 'ResNet'}-{self.config['depth']}"
+        return run_name(self.config)
 
     @property
     def iterations_done(self):
@@ -40,14 +394,16 @@ class Run:
 def load(path):
     """Read ``config.json``, ``metrics.csv`` (absent until the first evaluation) and, if present,
     the first line of ``log.txt``."""
-    with open(os.path.join(path, "config.json")) as f:
-        config = json.load(f)
-    rows = []
-    if os.path.exists(os.path.join(path, "metrics.csv")):
-        with open(os.path.join(path, "metrics.csv"), newline="") as f:
-            rows = list(csv.DictReader(f))
+    run_dir = RunDir(path)
+    config = run_dir.read_config()
+    if config is None:
+        raise RunDirError(f"{path} has no {CONFIG}: it is not a run directory")
+    rows = run_dir.metrics()
     columns = rows[0].keys() if rows else []
-    metrics = {c: np.array([float(r[c]) for r in rows]) for c in columns}
+    try:
+        metrics = {c: np.array([float(r[c]) for r in rows]) for c in columns}
+    except (TypeError, ValueError):
+        raise RunDirError(f"{run_dir.file(METRICS)} holds a value that is not a number: it is damaged") from None
     header = ""
     log = os.path.join(path, "log.txt")
     if os.path.exists(log):

@@ -17,19 +17,22 @@ The run directory (--out) receives:
                     before it), train loss and error (averaged since the last evaluation), test
                     (and validation) loss and error,
                     training time and wall time (with evaluations) so far, images per second
-    checkpoint.npz  model, optimizer, data position and counters, written atomically at every
-                    evaluation and when you press Ctrl-C; --resume continues from it (on the CPU
-                    with the same seed, bit for bit as if never interrupted)
-A resumed run keeps the settings that define the experiment; it may change its length (the default
-milestones move with it), its milestones, the backend, the data location (the same images) and
-the evaluation interval. A loss, test loss or weight that becomes NaN or infinite stops the run
-with a message, and the last good checkpoint stays.
+    checkpoint.npz  model, optimizer, data position, counters and settings, written atomically
+                    when the run starts, at every evaluation, every --checkpoint-minutes (10) and
+                    when you press Ctrl-C; --resume continues from it (on the CPU with the same
+                    seed, bit for bit as if never interrupted)
+The checkpoint is the run's record (config.json is a copy, checked against it); one process at a
+time writes a run directory (see tinyres/runs.py for what is guaranteed). A resumed run keeps the
+settings that define the experiment; it may change its length (the default milestones move with
+it), its milestones, the backend, the data location (the same images) and the evaluation and
+checkpoint intervals. A loss, test loss or weight that becomes NaN or infinite stops the run with
+a message, and the last good checkpoint stays. Mistakes (a bad option, a damaged file, a full
+disk, a folder in use) are one line, "error: ...", with the fix, and exit status 2.
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
 
 import argparse
-import csv
 import math
 import os
 import signal
@@ -39,7 +42,8 @@ from collections import deque
 
 import numpy as np
 
-from tinyres import checkpoint
+from tinyres import runs
+from tinyres.cli import UsageError, reporting_usage_errors
 from tinyres.data import DatasetError, cifar10_loaders
 from tinyres.evaluate import evaluate
 from tinyres.models import cifar_resnet
@@ -51,11 +55,9 @@ DEFAULTS = {
     "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "iterations": None, "epochs": None,
     "milestones": None, "warmup": None, "data_dir": None, "out": None, "seed": 0,
     "eval_every": None, "subset": None, "test_subset": None, "validation": 0, "dtype": "float32",
-    "stop_after_minutes": None, "progress": True,
+    "stop_after_minutes": None, "checkpoint_minutes": 10.0, "progress": True,
 }
 PAPER_ITERATIONS = 64_000
-# settings a resumed run may change; the rest define the experiment and must stay as saved
-RESUMABLE_OVERRIDES = {"backend", "iterations", "epochs", "milestones", "eval_every", "data_dir", "stop_after_minutes", "progress", "out"}
 PER_INVOCATION = {"stop_after_minutes", "progress"}  # apply to one command, not to the run
 WARMUP_ERROR = 0.8  # the paper's threshold: warm up until the training error is below 80%
 WARMUP_WINDOW = 50  # mini-batches over which that training error is averaged
@@ -68,7 +70,7 @@ class TrainingDiverged(RuntimeError):
 def default_milestones(iterations):
     """Where the paper divides the learning rate, scaled to a run's length: 50% and 75% (32k and
     48k of 64k)."""
-    return f"{iterations // 2},{iterations * 3 // 4}"
+    return f"{max(1, iterations // 2)},{max(1, iterations * 3 // 4)}"
 
 
 def parse_milestones(text):
@@ -77,26 +79,20 @@ def parse_milestones(text):
         milestones = sorted(int(m) for m in str(text).split(",") if m.strip())
     except ValueError:
         milestones = None
-    if not milestones or milestones[0] < 0:
-        raise ValueError(f"--milestones must be iteration numbers (0 or more) separated by commas, such as 32000,48000; got {text!r}")
+    if not milestones or milestones[0] < 1:
+        raise ValueError(f"--milestones must be iteration numbers (1 or more) separated by commas, such as 32000,48000; got {text!r}")
     return milestones
 
 
-def check_settings(config):
-    """Refuse settings that cannot make a run, naming the option (before any data is read)."""
-    positive_ints = ("batch_size", "iterations", "eval_every", "subset", "test_subset")
-    for key in positive_ints:
-        if config.get(key) is not None and config[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
-    epochs = config.get("epochs")
-    if epochs is not None and not (math.isfinite(epochs) and epochs > 0):
-        raise ValueError(f"--epochs must be a positive number, got {epochs}")
-    if config["seed"] < 0:
-        raise ValueError(f"--seed must be 0 or more, got {config['seed']}")
-    if config.get("validation") is not None and config["validation"] < 0:
-        raise ValueError(f"--validation must be 0 or more images, got {config['validation']}")
-    if config["milestones"] is not None:
-        parse_milestones(config["milestones"])
+def check_settings(given):
+    """Refuse options that cannot make a run, naming the option (before anything is read or
+    written). ``given`` holds the options given on the command line."""
+    for key, value in given.items():
+        test, meaning, _ = runs.SCHEMA.get(key, (None, None, None))
+        if key == "milestones":
+            parse_milestones(value)
+        elif test is not None and value is not None and not test(value):
+            raise ValueError(f"--{key.replace('_', '-')} must be {meaning}, got {value}")
 
 
 def scheduled_lr(base_lr, iteration, milestones, warming_up=False):
@@ -149,41 +145,38 @@ def parse_args(argv=None):
     a("--test-subset", type=int, help="evaluate on the first N test images only (quick experiments; default all 10,000)")
     a("--validation", type=int, help="hold out the last N training images as a validation set (the paper's 45k/5k split: 5000)")
     a("--dtype", choices=["float32", "float64"], help="float32 (default) or float64")
-    a("--stop-after-minutes", type=float, help="checkpoint and stop after this much wall time (resume later)")
+    a("--stop-after-minutes", type=float, help="checkpoint and stop after this much wall time (resume later; 0: after one step)")
+    a("--checkpoint-minutes", type=float, help="also checkpoint between evaluations, every this many minutes (default 10)")
     a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (log lines only)")
     return p.parse_args(argv)
 
 
-def resolve_config(args):
-    """DEFAULTS, then (when resuming) the saved config, then what was given on the command line."""
+def run_folder(args):
+    """The run directory: --out, or runs/<name>-seed<seed> for a fresh run."""
+    if args.out is not None:
+        return args.out
+    if args.resume:
+        raise UsageError("--resume needs --out RUN_DIR, the directory of the run to continue")
+    config = {**DEFAULTS, **{k: v for k, v in vars(args).items() if v is not None}}
+    return os.path.join("runs", f"{runs.run_name(config).lower()}-seed{config['seed']}")
+
+
+def resolve_config(args, run_dir):
+    """(config, checkpoint): DEFAULTS, then (when resuming) the checkpoint's record, then what was
+    given on the command line; checkpoint is (arrays, meta) when resuming, else None."""
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
-    if "iterations" in given and "epochs" in given:
-        raise SystemExit("error: give --iterations or --epochs, not both")
+    given["out"] = run_dir.path
+    if given.get("data_dir"):
+        given["data_dir"] = os.path.abspath(given["data_dir"])  # the run can be resumed from anywhere
     if not args.resume:
-        config = {**DEFAULTS, **given}
-        if config["out"] is None:
-            name = f"{'plain' if config['plain'] else 'resnet'}{config['depth']}"
-            config["out"] = os.path.join("runs", f"{name}-seed{config['seed']}")
-        if os.path.exists(os.path.join(config["out"], "checkpoint.npz")):
-            raise SystemExit(f"error: {config['out']} already holds a run (checkpoint.npz); continue it with --resume, or choose another --out")
-        if os.path.exists(os.path.join(config["out"], "metrics.csv")):
-            raise SystemExit(
-                f"error: {config['out']} holds metrics.csv from another run but no checkpoint.npz to resume "
-                f"from; choose another --out, or delete {config['out']}/metrics.csv to start afresh there")
-        return _checked(config)
-    if "out" not in given:
-        raise SystemExit("error: --resume needs --out RUN_DIR, the directory of the run to continue")
-    path = os.path.join(given["out"], "config.json")
-    if not os.path.exists(os.path.join(given["out"], "checkpoint.npz")):
-        raise SystemExit(f"error: nothing to resume in {given['out']}: it has no checkpoint.npz")
-    try:
-        saved = checkpoint.read_json(path)
-    except ValueError as error:
-        raise SystemExit(f"error: cannot resume: {error}; it is written when a run starts, so restore it from a copy") from None
-    changed = {k: (saved.get(k), v) for k, v in given.items() if k not in RESUMABLE_OVERRIDES and saved.get(k) != v}
+        _check_fresh_folder(run_dir, {**DEFAULTS, **given})
+        return {**DEFAULTS, **given}, None
+    arrays, meta = run_dir.load_checkpoint()
+    saved = run_dir.recorded_config(meta)
+    changed = [(k, saved.get(k), v) for k, v in given.items() if k not in runs.RESUMABLE and saved.get(k) != v]
     if changed:
-        detail = ", ".join(f"--{k.replace('_', '-')} {new} (run has {old})" for k, (old, new) in changed.items())
-        raise SystemExit(f"error: a resumed run keeps its settings; these differ from {path}: {detail}")
+        detail = ", ".join(f"--{k.replace('_', '-')} {new} (run has {old})" for k, old, new in changed)
+        raise UsageError(f"a resumed run keeps its settings; these differ from its checkpoint: {detail}")
     saved = {k: v for k, v in saved.items() if k not in PER_INVOCATION}
     config = {**DEFAULTS, **saved, **given}
     new_length = "iterations" in given or "epochs" in given
@@ -191,24 +184,38 @@ def resolve_config(args):
         config["epochs"] = None
     if new_length and "milestones" not in given and saved.get("milestones") == default_milestones(saved.get("iterations") or 0):
         config["milestones"] = None  # the default milestones (50% and 75%) move with the length
-    return _checked(config)
+    if "iterations" in given and given["iterations"] < meta["iteration"]:
+        raise UsageError(f"{run_dir.path} is at iteration {meta['iteration']} already; --iterations {given['iterations']} "
+                         f"would end it in the past. Give more iterations, or evaluate it: python -m tinyres.evaluate {run_dir.path}")
+    return config, (arrays, meta)
 
 
-def _checked(config):
+def _check_fresh_folder(run_dir, config):
+    """A fresh run never overwrites another run's files."""
+    if run_dir.has_checkpoint():
+        raise UsageError(f"{run_dir.path} already holds a run (checkpoint.npz); continue it with --resume, or choose another --out")
+    if not os.path.lexists(run_dir.file(runs.METRICS)):
+        return
     try:
-        check_settings(config)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    return config
+        earlier = run_dir.read_config()
+    except runs.RunDirError:
+        earlier = None
+    if earlier is None or [k for k, _, _ in runs.disagreements(earlier, config) if config.get(k) is not None]:
+        raise UsageError(
+            f"{run_dir.path} holds metrics.csv from another run but no checkpoint.npz to resume "
+            f"from; choose another --out, or delete {run_dir.file(runs.METRICS)} to start afresh there")
+    # the same experiment, started before and lost its checkpoint: start again, keeping the old rows
+    os.replace(run_dir.file(runs.METRICS), run_dir.file(runs.METRICS + ".orphaned"))
 
 
 class Trainer:
     """One training run: model, optimizer, data, counters, and how to save and restore them."""
 
-    def __init__(self, config):
+    def __init__(self, config, run_dir):
         self.config = config
         self.backend = tinyres.get_backend(config["backend"])
-        self.dir = config["out"]
+        self.run_dir = run_dir
+        self.dir = run_dir.path
         tinyres.manual_seed(config["seed"])
         self.model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"]).to(self.backend)
         self.optimizer = SGD(self.model.parameters(), config["lr"], config["momentum"], config["weight_decay"])
@@ -225,6 +232,9 @@ class Trainer:
         self._wall_mark = None
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
         self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit"
+        self.last_row = None  # the latest metrics row, kept in the checkpoint too
+        self.saved_iteration = None  # iteration of the last checkpoint written
+        self._saved_at = time.monotonic()
 
     def _resolve_schedule(self):
         c = self.config
@@ -260,13 +270,13 @@ class Trainer:
 
     # ----- saving and restoring -------------------------------------------------------------
     def checkpoint_path(self):
-        return os.path.join(self.dir, "checkpoint.npz")
+        return self.run_dir.file(runs.CHECKPOINT)
 
     def diverged(self, what):
-        return TrainingDiverged(
-            f"{what} at iteration {self.iteration}: training diverged. The last good checkpoint is "
-            f"{self.checkpoint_path()} (if one was written); try a lower --lr or --warmup."
-        )
+        last = (f"The last good checkpoint is {self.checkpoint_path()} (iteration {self.saved_iteration})"
+                if self.saved_iteration is not None else "No checkpoint was written")
+        remedy = "a lower --lr" if self.config["warmup"] else "a lower --lr or --warmup"
+        return TrainingDiverged(f"{what} at iteration {self.iteration}: training diverged. {last}; try {remedy}.")
 
     def save(self):
         """Checkpoint, unless a weight has become NaN or infinite (then the last good one stays)."""
@@ -280,41 +290,33 @@ class Trainer:
             "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
             "recent_errors": list(self.warmup.recent), "train_seconds": self.train_seconds,
             "wall_seconds": self._wall_now(), "train_images": self.train_data.num_images,
-            "interval": self.interval, "config": self.config,
+            "interval": self.interval, "config": self.config, "row": self.last_row,
         }
-        checkpoint.save(self.checkpoint_path(), arrays, meta)
+        self.run_dir.save_checkpoint(arrays, meta)
+        self.saved_iteration, self._saved_at = self.iteration, time.monotonic()
 
-    def restore(self):
-        """Load the checkpoint, after checking it belongs to this run's network and data."""
-        arrays, meta = checkpoint.load(self.checkpoint_path())
-        saved, c = meta.get("config", {}), self.config
-        network = [(k, saved.get(k), c[k]) for k in ("depth", "plain", "shortcut", "dtype") if saved.get(k) != c[k]]
-        if network:
-            raise ValueError(f"{self.checkpoint_path()} holds a different network than {self.dir}/config.json ("
-                             + ", ".join(f"{k}: {a} vs {b}" for k, a, b in network)
-                             + "); the two files come from different runs: put back the run's own checkpoint")
-        if meta.get("train_images", self.train_data.num_images) != self.train_data.num_images or not np.array_equal(arrays["data.mean"], self.mean):
+    def restore(self, arrays, meta):
+        """Continue from a checkpoint (read by resolve_config), after checking that it belongs to
+        this run's network and data."""
+        c = self.config
+        if meta["train_images"] != self.train_data.num_images or not np.array_equal(arrays["data.mean"], self.mean):
             raise ValueError(f"the training images in {c['data_dir'] or 'the default data folder'} are not the ones this run "
                              "was trained on (their number or pixel mean differs); resume with the --data-dir the run used")
-        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-        self.optimizer.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")})
+        model = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+        optimizer = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+        try:
+            self.model.load_state_dict(model)
+            self.optimizer.load_state_dict(optimizer)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{self.checkpoint_path()} does not fit {runs.run_name(c)} ({error}); it was damaged or "
+                             "comes from another run: put back the run's own checkpoint") from None
         self.iteration, self.best = meta["iteration"], meta["best"]
         self.warmup = Warmup(meta["warming_up"], meta["recent_errors"])
         self.train_seconds, self.interval = meta["train_seconds"], meta["interval"]
-        self.wall_seconds = meta["wall_seconds"]
-        self._truncate_metrics(self.iteration)
+        self.wall_seconds, self.last_row = meta["wall_seconds"], meta.get("row")
+        self.saved_iteration = self.iteration
+        self.run_dir.repair_metrics(self.iteration, self.last_row)
         self.log(f"resumed {self.dir} at iteration {self.iteration}")
-
-    def _truncate_metrics(self, iteration):
-        """Drop logged rows past the checkpoint (they will be logged again)."""
-        path = os.path.join(self.dir, "metrics.csv")
-        if not os.path.exists(path):
-            return
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        kept = [r for r in rows if int(r["iteration"]) <= iteration]
-        if len(kept) != len(rows):
-            self._write_rows(path, rows[0].keys(), kept, mode="w")
 
     # ----- logging ----------------------------------------------------------------------------
     def log(self, message):
@@ -324,17 +326,6 @@ class Trainer:
             print(message, flush=True)
 
     bar = None
-
-    @staticmethod
-    def _write_rows(path, fields, rows, mode):
-        partial = path + ".tmp" if mode == "w" else path
-        with open(partial, mode, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(fields))
-            if mode == "w" or f.tell() == 0:
-                writer.writeheader()
-            writer.writerows(rows)
-        if mode == "w":
-            os.replace(partial, path)
 
     def record_evaluation(self):
         """Evaluate, append a metrics row, keep the best test error, checkpoint, print a line."""
@@ -357,9 +348,10 @@ class Trainer:
         row["images_per_sec"] = round(self.interval["images"] / max(self.interval["seconds"], 1e-9), 1)
         if self.best["test_error"] is None or row["test_error"] < self.best["test_error"]:
             self.best = {"test_error": row["test_error"], "iteration": self.iteration}
-        self._write_rows(os.path.join(self.dir, "metrics.csv"), row.keys(), [row], mode="a")
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
-        self.save()
+        self.last_row = row
+        self.save()  # first the checkpoint, then the row it covers
+        self.run_dir.append_metrics(row)
         val = f" | val err {row['val_error']:.2%}" if "val_error" in row else ""
         self.log(f"iter {self.iteration:6d} | train loss {row['train_loss']:.4f} err {row['train_error']:.2%} | "
                  f"test loss {row['test_loss']:.4f} err {row['test_error']:.2%}{val} | lr {row['lr']:g} | "
@@ -406,13 +398,18 @@ class Trainer:
                     self.bar.update(1)
                     if self.iteration % c["eval_every"] == 0 or self.iteration == total:
                         self.record_evaluation()
+                    elif time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"]:
+                        self.save()
                     if deadline is not None and time.monotonic() > deadline and self.stop_reason is None:
                         self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
                         self.stop_reason = "time limit"
                     if self.iteration >= total or self.stop_reason is not None:
                         break
-            if self.iteration % c["eval_every"] and self.iteration < total:  # stopped between evaluations
-                self.save()
+            if self.iteration >= total:
+                self.stop_reason = None  # finished: a Ctrl-C during the last evaluation changes nothing
+            elif self.stop_reason is not None:
+                if self.saved_iteration != self.iteration:
+                    self.save()
                 self.log(f"checkpoint saved at iteration {self.iteration}: continue with --out {self.dir} --resume")
         finally:
             self.wall_seconds, self._wall_mark = self._wall_now(), None
@@ -428,23 +425,47 @@ class Trainer:
         self.log("interrupted: finishing this step, then saving a checkpoint (Ctrl-C again to abort without saving)")
 
 
+@reporting_usage_errors
 def main(argv=None):
     args = parse_args(argv)
-    config = resolve_config(args)
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    if "iterations" in given and "epochs" in given:
+        raise UsageError("give --iterations or --epochs, not both")
+    try:
+        check_settings(given)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    run_dir = runs.RunDir(run_folder(args))
+    try:
+        run_dir.claim()
+        return _train(args, run_dir)
+    except runs.RunDirError as error:
+        raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        print(f"interrupted before training started; {run_dir.path} is as it was", file=sys.stderr)
+        return 130
+    finally:
+        run_dir.release()
+
+
+def _train(args, run_dir):
+    config, saved = resolve_config(args, run_dir)
     tinyres.backend.retain_freed_memory()
     try:
-        trainer = Trainer(config)
+        trainer = Trainer(config, run_dir)
+        runs.check_config(config, "the settings")
+        if saved is not None:
+            trainer.restore(*saved)
     except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
-    os.makedirs(trainer.dir, exist_ok=True)
-    if args.resume:
-        try:
-            trainer.restore()
-        except (ValueError, KeyError) as error:
-            raise SystemExit(f"error: cannot resume: {error}") from None
-    checkpoint.write_json(os.path.join(trainer.dir, "config.json"), trainer.config)
-    name = f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
-    trainer.log(f"{name} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}, "
+        message = f"cannot resume: {error}" if saved is not None else str(error)
+        raise UsageError(message) from None
+    if saved is None or config != saved[1]["config"]:
+        trainer.save()  # the checkpoint records the run (and its new settings) before anything else
+    run_dir.write_config(trainer.config)
+    if trainer.iteration >= config["iterations"]:
+        trainer.log(f"{run_dir.path} is complete at iteration {trainer.iteration}; nothing to do")
+        return 0
+    trainer.log(f"{runs.run_name(config)} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}, "
                 f"{trainer.train_data.num_images} training images, {trainer.batches_per_epoch} batches/epoch, "
                 f"{config['iterations']} iterations, lr {config['lr']} /10 at {trainer.milestones}"
                 f"{', warm-up' if config['warmup'] else ''} -> {trainer.dir}")
@@ -458,10 +479,9 @@ def main(argv=None):
     if trainer.stop_reason == "time limit":
         return 0
     if trainer.best["test_error"] is not None:
-        with open(os.path.join(trainer.dir, "metrics.csv"), newline="") as f:
-            final = list(csv.DictReader(f))[-1]
+        final = trainer.last_row
         trainer.log(f"done: best test error {trainer.best['test_error']:.2%} (iteration {trainer.best['iteration']}), "
-                    f"final test error {float(final['test_error']):.2%} (iteration {final['iteration']}), "
+                    f"final test error {final['test_error']:.2%} (iteration {final['iteration']}), "
                     f"{trainer.train_seconds / 60:.1f} min of training")
     return 0
 

@@ -22,12 +22,7 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
         training mean the loaders subtract (checkpoints keep it for evaluation).
     """
     train_x, train_y, test_x, test_y = cifar10.load(data_dir, download)
-    if validation:
-        (train_x, train_y), (val_x, val_y) = validation_split(train_x, train_y, validation)
-    if subset is not None:
-        if not 0 < subset <= len(train_x):
-            raise ValueError(f"subset must be between 1 and {len(train_x)} images, got {subset}")
-        train_x, train_y = train_x[:subset], train_y[:subset]
+    (train_x, train_y), held_out = training_split(train_x, train_y, validation, subset)
     if test_subset is not None:
         if not 0 < test_subset <= len(test_x):
             raise ValueError(f"test_subset must be between 1 and {len(test_x)} images, got {test_subset}")
@@ -36,9 +31,22 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
     train = Loader(train_x, train_y, batch_size, backend, mean, augment=True, shuffle=True, seed=seed,
                    drop_last=len(train_x) >= batch_size, dtype=dtype)
     evaluation = {"test": Loader(test_x, test_y, eval_batch_size, backend, mean, dtype=dtype)}
-    if validation:
-        evaluation["val"] = Loader(val_x, val_y, eval_batch_size, backend, mean, dtype=dtype)
+    if held_out is not None:
+        evaluation["val"] = Loader(*held_out, eval_batch_size, backend, mean, dtype=dtype)
     return train, evaluation, mean
+
+
+def training_split(images, labels, validation=0, subset=None):
+    """((training images, labels), held-out (images, labels) or None): the last ``validation``
+    images are held out, then the first ``subset`` of the rest are trained on."""
+    held_out = None
+    if validation:
+        (images, labels), held_out = validation_split(images, labels, validation)
+    if subset is not None:
+        if not 0 < subset <= len(images):
+            raise ValueError(f"subset must be between 1 and {len(images)} images, got {subset}")
+        images, labels = images[:subset], labels[:subset]
+    return (images, labels), held_out
 
 
 def validation_split(images, labels, validation):
@@ -49,4 +57,4 @@ def validation_split(images, labels, validation):
     return (images[:-validation], labels[:-validation]), (images[-validation:], labels[-validation:])
 
 
-__all__ = ["CLASSES", "DatasetError", "Loader", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean", "validation_split"]
+__all__ = ["CLASSES", "DatasetError", "Loader", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean", "training_split", "validation_split"]

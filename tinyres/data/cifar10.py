@@ -104,7 +104,19 @@ def read_batch(path):
     if labels.max() > 9:
         bad = int(np.argmax(labels > 9))
         raise DatasetError(f"CIFAR-10 file {path} is corrupt: record {bad} has label {labels[bad]}, labels are 0-9")
-    return records[:, 1:].reshape(-1, 3, 32, 32), labels
+    images = records[:, 1:].reshape(-1, 3, 32, 32)
+    _check_not_degenerate(path, images, labels)
+    return images, labels
+
+
+def _check_not_degenerate(path, images, labels):
+    """A file whose images all share one label, or whose pixels are all one value, is damaged (an
+    all-zero file reads this way) and would train or test silently on nothing."""
+    fix = f"the file is damaged: delete {os.path.dirname(path)} to extract the archive again, or rebuild it"
+    if len(labels) > 1 and labels.min() == labels.max():
+        raise DatasetError(f"CIFAR-10 file {path}: all {len(labels)} images have label {labels[0]}; {fix}")
+    if images.min() == images.max():
+        raise DatasetError(f"CIFAR-10 file {path}: every pixel of every image is {images.flat[0]}; {fix}")
 
 
 def write_batch(path, images, labels):

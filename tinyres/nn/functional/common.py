@@ -17,6 +17,10 @@ from tinyres.tensor import Tensor
 
 def check_inputs(op, *tensors):
     """All tensors on one backend and of one floating dtype, else an error naming ``op``."""
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected tinyres Tensors, got a {type(t).__module__}.{type(t).__name__}; "
+                            "wrap arrays with tinyres.Tensor(array) (requires_grad=True for weights)")
     backends = {t.backend.name for t in tensors}
     if len(backends) > 1:
         raise ValueError(

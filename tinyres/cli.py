@@ -1,0 +1,29 @@
+"""What the command-line tools (train, evaluate, plot) share: how they report a user's mistake."""
+
+import sys
+
+
+class UsageError(SystemExit):
+    """A mistake the user can fix: reported as one line, ``error: ...`` naming the problem and the
+    fix, with exit status 2 and no traceback."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return f"error: {self.message}"
+
+
+def reporting_usage_errors(main):
+    """Wrap a tool's ``main`` so that a UsageError is printed to stderr before it exits."""
+
+    def wrapped(argv=None):
+        try:
+            return main(argv)
+        except UsageError as error:
+            print(error, file=sys.stderr, flush=True)
+            raise
+
+    wrapped.__doc__, wrapped.__name__ = main.__doc__, main.__name__
+    return wrapped
