@@ -48,7 +48,7 @@ def nchw_sliding_window_einsum(x, w):
 
 
 def nhwc_shifted_gemm(x_nhwc, w):
-    """PERF-NOTES' "shifted GEMM": padded NHWC rows, one GEMM per kernel offset on a row slice."""
+    """The "shifted GEMM": padded NHWC rows, one GEMM per kernel offset on a row slice."""
     n, h, wd, c = x_nhwc.shape
     xp = np.zeros((n, h + 2, wd + 2, c), np.float32)
     xp[:, 1:-1, 1:-1] = x_nhwc

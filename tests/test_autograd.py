@@ -180,3 +180,21 @@ def test_power_zero_has_a_zero_gradient_everywhere(backend):
 def test_max_pool_propagates_nan_like_pytorch():
     x = tinyres.Tensor(np.array([[[[1.0, np.nan], [3.0, 2.0]]]]), dtype="float64")
     assert np.isnan(F.max_pool2d(x, 2).numpy()).all()
+
+
+def test_max_and_max_pool_send_a_nans_gradient_to_the_nan_alone(backend):
+    row = [[[[1.0, np.nan], [3.0, 2.0]]]]  # one 2x2 window, one NaN: both ops route to it
+    for op in (lambda t: t.max(), lambda t: F.max_pool2d(t, 2)):
+        x = tensor(backend, row, requires_grad=True)
+        with np.errstate(invalid="ignore"):
+            op(x).sum().backward()
+        np.testing.assert_array_equal(host(x.grad), [[[[0.0, 1.0], [0.0, 0.0]]]])
+
+
+def test_a_leaf_converted_by_module_astype_after_a_backward_takes_the_next_backward():
+    layer = tinyres.nn.Linear(2, 2)
+    layer(tinyres.Tensor(np.ones((1, 2)))).sum().backward()
+    layer.astype("float64")
+    layer(tinyres.Tensor(np.ones((1, 2)), dtype="float64")).sum().backward()
+    assert layer.weight.grad.dtype == np.float64
+    np.testing.assert_array_equal(layer.weight.grad, np.ones((2, 2)))

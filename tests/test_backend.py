@@ -2,8 +2,10 @@
 the strict backend that refuses what CuPy refuses."""
 
 import io
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ import tinyres
 import tinyres.nn.functional as F
 from tinyres import backend as backends
 from tinyres.testing.strict import StrictArray
+
+REPO = Path(__file__).resolve().parent.parent  # run subprocesses on this checkout's tinyres
 
 
 @pytest.fixture
@@ -157,3 +161,33 @@ def test_module_to_moves_parameters_and_buffers(backend):
     assert all(backends.backend_of(b) is backend for _, b in model.named_buffers())
     x = tinyres.Tensor(np.ones((2, 3, 5, 5)), backend=backend)
     assert model(x).backend is backend
+
+
+def in_a_fresh_python(code):
+    """What ``code`` prints, run by a new interpreter on this checkout (nothing imported yet)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
+
+
+def test_import_tinyres_does_not_import_the_test_toolkit():
+    assert in_a_fresh_python("import sys, tinyres; print([m for m in sys.modules if m.startswith('tinyres.testing')])") == ["[]"]
+
+
+def test_import_tinyres_makes_tinyres_optim_available():
+    assert in_a_fresh_python("import tinyres; print(tinyres.optim.SGD.__name__)") == ["SGD"]
+
+
+def test_strict_backend_and_gradcheck_are_found_without_importing_the_test_toolkit_first():
+    code = "import tinyres; print(tinyres.get_backend('strict').name, tinyres.gradcheck.__module__)"
+    assert in_a_fresh_python(code) == ["strict", "tinyres.testing.gradcheck"]
+
+
+def test_a_registered_backend_is_returned_by_get_backend_and_known_by_backend_of(monkeypatch):
+    class Twin(backends.Backend):  # NumPy again, under another name and array type
+        array_type = type("TwinArray", (), {})
+
+    monkeypatch.setattr(backends, "_factories", dict(backends._factories))
+    monkeypatch.setattr(backends, "_array_types", dict(backends._array_types))
+    monkeypatch.setattr(backends, "_backends", dict(backends._backends))
+    backends.register_backend("twin", lambda: Twin("twin", np), Twin.array_type)
+    assert tinyres.get_backend("twin").name == "twin"
+    assert backends.backend_of(Twin.array_type()) is tinyres.get_backend("twin")

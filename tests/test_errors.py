@@ -98,6 +98,8 @@ def test_reshape_and_transpose_errors():
 def test_only_float32_and_float64_are_floating_dtypes():
     with pytest.raises(TypeError, match="floating dtype must be float32 or float64, got float16"):
         tinyres.Tensor(np.ones(2), dtype="float16")
+    with pytest.raises(TypeError, match="astype: tinyres computes in float32 or float64, got float16"):
+        F.astype(t((2,)), "float16")
 
 
 def test_integer_tensors_cannot_require_grad():

@@ -178,3 +178,17 @@ def test_summary_runs_on_the_backend_of_the_models_parameters(backend):
     model = cifar_resnet(8).to(backend)
     result = summary(model, (1, 3, 32, 32), **QUIET)
     assert result.rows[-1].output_shape == (1, 10)
+
+
+def test_state_dict_keys_and_shapes_are_those_of_saved_checkpoints():
+    """Recorded from the code that wrote the checkpoints in results/: renaming a stage or a
+    block's attribute would make them unloadable."""
+    import json
+    from pathlib import Path
+
+    recorded = json.loads((Path(__file__).parent / "state_dict_keys.json").read_text())
+    models = {"cifar_resnet(20)": lambda: cifar_resnet(20), "cifar_resnet(20, shortcut='C')": lambda: cifar_resnet(20, shortcut="C"),
+              "imagenet_resnet(18)": lambda: imagenet_resnet(18), "imagenet_resnet(50)": lambda: imagenet_resnet(50)}
+    for name, make in models.items():
+        state = make().state_dict()
+        assert [[key, list(value.shape)] for key, value in state.items()] == [list(kv) for kv in recorded[name].items()], name

@@ -192,3 +192,37 @@ def test_astype_and_to_keep_the_parameter_objects_an_optimizer_holds():
     net.astype("float64").to("strict")
     assert all(p.dtype == np.float64 and p.backend.name == "strict" for p in optimizer.parameters)
     assert [id(p) for p in net.parameters()] == [id(p) for p in optimizer.parameters]
+
+
+def sgd_steps(net, moves):
+    """Two momentum SGD steps on ``net``, with ``moves(net)`` applied between them; the final
+    parameters on the host as float64."""
+    from tinyres.optim import SGD
+
+    optimizer = SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for step in range(2):
+        p = net.parameters()[0]
+        x = tinyres.Tensor(np.linspace(-1, 1, 6).reshape(2, 3), dtype=p.dtype, backend=p.backend)
+        net.zero_grad()
+        (net(x) * net(x)).sum().backward()
+        optimizer.step()
+        if step == 0:
+            moves(net)
+    return [p.numpy().astype(np.float64) for p in net.parameters()], optimizer
+
+
+def test_momentum_follows_the_parameters_to_another_backend():
+    tinyres.manual_seed(0)
+    stayed, _ = sgd_steps(nn.Linear(3, 2), lambda net: None)
+    tinyres.manual_seed(0)
+    moved, optimizer = sgd_steps(nn.Linear(3, 2), lambda net: net.to("strict"))
+    for a, b in zip(stayed, moved):
+        np.testing.assert_array_equal(a, b)  # the strict backend computes exactly what NumPy does
+    assert all(tinyres.get_backend("strict").owns(v) for v in optimizer.velocity)
+    assert all(v.shape == p.shape for v, p in zip(optimizer.state_dict().values(), optimizer.parameters))
+
+
+def test_momentum_follows_the_parameters_to_another_dtype():
+    tinyres.manual_seed(0)
+    _, optimizer = sgd_steps(nn.Linear(3, 2), lambda net: net.astype("float64"))
+    assert all(v.dtype == np.float64 for v in optimizer.velocity)

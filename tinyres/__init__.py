@@ -7,23 +7,38 @@
     loss.backward()
 """
 
+import importlib
 import os
 
-# OpenBLAS's idle threads busy-wait for ~0.1 s after every matrix product, competing for the
-# cores with the NumPy copies that follow (im2col runs on all cores): measured here, that made
-# those copies ~2x slower. This asks them to sleep at once. It only takes effect if set before
-# NumPy loads OpenBLAS, so import tinyres before numpy (or export the variable yourself).
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from tinyres.autograd import enable_grad, is_grad_enabled, no_grad
-from tinyres.backend import BackendUnavailable, get_backend, manual_seed
-from tinyres.tensor import Tensor
-from tinyres import nn  # noqa: E402,I001
-from tinyres.testing.gradcheck import GradcheckError, gradcheck
+def _let_idle_openblas_threads_sleep():
+    """Speed only. OpenBLAS's idle threads busy-wait for ~0.1 s after every matrix product,
+    competing for the cores with the NumPy copies that follow (im2col runs on all cores):
+    measured here, that made those copies ~2x slower. This asks them to sleep at once. It only
+    takes effect if set before NumPy loads OpenBLAS, so import tinyres before numpy (or export
+    the variable yourself)."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+_let_idle_openblas_threads_sleep()
+
+from tinyres.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from tinyres.backend import BackendUnavailable, get_backend, manual_seed  # noqa: E402
+from tinyres.tensor import Tensor  # noqa: E402
+from tinyres import nn, optim  # noqa: E402,I001
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable", "GradcheckError", "Tensor", "enable_grad", "get_backend", "gradcheck",
-    "is_grad_enabled", "manual_seed", "nn", "no_grad",
+    "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim",
 ]
+
+
+def __getattr__(name):
+    """``tinyres.gradcheck`` and ``tinyres.GradcheckError`` come from the test toolkit
+    (``tinyres/testing/``), which is imported when one of them is first asked for, not by
+    ``import tinyres``: the library does not depend on its tests' tools."""
+    if name in ("gradcheck", "GradcheckError"):
+        return getattr(importlib.import_module("tinyres.testing.gradcheck"), name)
+    raise AttributeError(f"module 'tinyres' has no attribute {name!r}")

@@ -5,9 +5,11 @@ same functions (``xp.exp``, ``xp.matmul``, ...), so every op is written once aga
 array module of its inputs, and runs on either. This file is the only place that knows which
 libraries exist; there are no ``if cupy:`` branches anywhere else.
 
-A third backend, ``"strict"``, is NumPy dressed up as a separate device that refuses everything
-CuPy refuses (see ``tinyres/testing/strict.py``): the test suite uses it to catch code that would
-break on a GPU without needing one.
+Other backends register themselves with :func:`register_backend`. The test toolkit does so for
+``"strict"``, NumPy dressed up as a separate device that refuses everything CuPy refuses (see
+``tinyres/testing/strict.py``): the test suite uses it to catch code that would break on a GPU
+without needing one. The library never imports the test toolkit; ``get_backend("strict")``
+imports the module that registers it, named in ``_REGISTERED_ON_IMPORT``.
 
 Rules:
 - A tensor lives on the backend of its array; moving it is always explicit
@@ -16,6 +18,7 @@ Rules:
   ``tinyres.manual_seed``.
 """
 
+import importlib
 import os
 import sys
 import threading
@@ -23,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-DEFAULT_SEED = 0
+INITIAL_SEED = 0
+_seed = INITIAL_SEED  # the last seed given to manual_seed: backends loaded later start from it
 
 
 class BackendUnavailable(RuntimeError):
@@ -77,7 +81,7 @@ class Backend:
     def __init__(self, name, xp):
         self.name = name
         self.xp = xp
-        self.rng = Generator(self, DEFAULT_SEED)
+        self.rng = Generator(self, _seed)
 
     def __repr__(self):
         return f"Backend({self.name!r})"
@@ -191,27 +195,37 @@ def _load_cupy():
     return CupyBackend(cupy)
 
 
-def _load_strict():
-    from tinyres.testing import strict
+_factories = {"numpy": lambda: Backend("numpy", np), "cupy": _load_cupy}
+_array_types = {}  # name -> array type, for backends registered with one
+# Backends defined outside this package's core, and the module that registers each when imported
+_REGISTERED_ON_IMPORT = {"strict": "tinyres.testing.strict"}
 
-    return strict.StrictBackend()
 
+def register_backend(name, factory, array_type=None):
+    """Make ``get_backend(name)`` return ``factory()`` (made once, on first use).
 
-_loaders = {"numpy": lambda: Backend("numpy", np), "cupy": _load_cupy, "strict": _load_strict}
+    ``array_type``, the type of the backend's arrays, lets :func:`backend_of` recognise them
+    even before the backend has been asked for.
+    """
+    _factories[name] = factory
+    if array_type is not None:
+        _array_types[name] = array_type
 
 
 def get_backend(name="numpy"):
-    """Return the backend called ``name`` (``"numpy"``, ``"cupy"`` or ``"strict"``).
+    """Return the backend called ``name`` (``"numpy"``, ``"cupy"``, ``"strict"`` or a registered one).
 
     A :class:`Backend` passes through unchanged. Raises :class:`BackendUnavailable`, saying how
     to fix it, when the backend cannot run here (CuPy missing, no GPU).
     """
     if isinstance(name, Backend):
         return name
-    if name not in _loaders:
-        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(_loaders)}")
+    if name not in _factories and name in _REGISTERED_ON_IMPORT:
+        importlib.import_module(_REGISTERED_ON_IMPORT[name])  # registers it
+    if name not in _factories:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(set(_factories) | set(_REGISTERED_ON_IMPORT))}")
     if name not in _backends:
-        _backends[name] = _loaders[name]()
+        _backends[name] = _factories[name]()
     return _backends[name]
 
 
@@ -219,15 +233,14 @@ def backend_of(array):
     """The backend an array belongs to, found from its type (like Chainer's get_array_module)."""
     if isinstance(array, (np.ndarray, np.generic)):
         return get_backend("numpy")
-    for name in ("strict", "cupy"):
-        backend = _backends.get(name)
-        if backend is not None and backend.owns(array):
+    for backend in _backends.values():
+        if backend.owns(array):
             return backend
     if "cupy" in sys.modules and isinstance(array, sys.modules["cupy"].ndarray):
         return get_backend("cupy")
-    strict = sys.modules.get("tinyres.testing.strict")
-    if strict is not None and isinstance(array, strict.StrictArray):
-        return get_backend("strict")
+    for name, array_type in _array_types.items():
+        if isinstance(array, array_type):
+            return get_backend(name)
     raise TypeError(f"expected a NumPy or CuPy array, got {type(array).__name__}")
 
 
@@ -257,7 +270,7 @@ def retain_freed_memory():
 
 def manual_seed(seed):
     """Seed the random generator of every backend (those loaded now and those loaded later)."""
-    global DEFAULT_SEED
-    DEFAULT_SEED = seed
+    global _seed
+    _seed = seed
     for backend in _backends.values():
         backend.rng.seed(seed)

@@ -82,10 +82,13 @@ class Tensor:
 
     def _node(self):
         """This tensor's place in the graph: the node of the op that made it, or, for a leaf,
-        its one GradAccumulator (shared by every use, so the leaf appears once in the graph)."""
+        its one GradAccumulator (shared by every use, so the leaf appears once in the graph).
+        The accumulator knows the shape and dtype gradients must have, so it is made anew when
+        ``data`` was replaced by another shape or dtype (``Module.astype`` does that)."""
         if self.grad_fn is not None:
             return self.grad_fn
-        if self._accumulator is None:
+        accumulator = self._accumulator
+        if accumulator is None or (accumulator.shape, accumulator.dtype) != (self.shape, self.dtype):
             self._accumulator = autograd.GradAccumulator(self)
         return self._accumulator
 

@@ -103,3 +103,12 @@ class Bottleneck(nn.Module):
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         return F.relu(out)
+
+
+def make_stage(block, in_channels, channels, blocks, stride, plain, shortcut):
+    """One stage of a network: ``blocks`` blocks of ``channels`` base channels, the first taking
+    ``in_channels`` and subsampling by ``stride``, the others keeping the shape. Its output has
+    ``channels * block.expansion`` channels."""
+    stage = [block(in_channels, channels, stride, plain, shortcut)]
+    stage += [block(channels * block.expansion, channels, 1, plain, shortcut) for _ in range(blocks - 1)]
+    return nn.Sequential(*stage)

@@ -11,7 +11,7 @@ n = 3, 5, 7, 9, 18, 200 give the paper's 20, 32, 44, 56, 110 and 1202 layers.
 
 import tinyres.nn.functional as F
 from tinyres import nn
-from tinyres.models.blocks import BasicBlock
+from tinyres.models.blocks import BasicBlock, make_stage
 
 PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
@@ -28,14 +28,9 @@ class CifarResNet(nn.Module):
         self.depth, self.plain, self.shortcut_option = depth, plain, shortcut
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        in_channels = 16
-        for index, channels in enumerate((16, 32, 64), start=1):
-            stage = []
-            for b in range(blocks):
-                stride = 2 if index > 1 and b == 0 else 1
-                stage.append(BasicBlock(in_channels, channels, stride, plain, shortcut))
-                in_channels = channels
-            setattr(self, f"stage{index}", nn.Sequential(*stage))
+        self.stage1 = make_stage(BasicBlock, 16, 16, blocks, 1, plain, shortcut)
+        self.stage2 = make_stage(BasicBlock, 16, 32, blocks, 2, plain, shortcut)
+        self.stage3 = make_stage(BasicBlock, 32, 64, blocks, 2, plain, shortcut)
         self.fc = nn.Linear(64, num_classes)
 
     def forward(self, x):

@@ -18,7 +18,7 @@ At 224x224 they cost 1.8, 3.6, 3.8, 7.6 and 11.3 billion multiply-adds ("FLOPs" 
 
 import tinyres.nn.functional as F
 from tinyres import nn
-from tinyres.models.blocks import BasicBlock, Bottleneck
+from tinyres.models.blocks import BasicBlock, Bottleneck, make_stage
 
 # depth -> (block, blocks per stage), Table 1's columns
 CONFIGS = {
@@ -38,20 +38,17 @@ class ImageNetResNet(nn.Module):
                 f"imagenet_resnet: depth must be one of {', '.join(map(str, CONFIGS))} (the paper's "
                 f"Table 1), got {depth!r}"
             )
-        block, blocks_per_stage = CONFIGS[depth]
+        block, (blocks1, blocks2, blocks3, blocks4) = CONFIGS[depth]
+        expansion = block.expansion  # a stage's output has expansion x its base channels
         self.depth, self.plain, self.shortcut_option = depth, plain, shortcut
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        in_channels = 64
-        for index, (channels, blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage), start=1):
-            stage = []
-            for b in range(blocks):
-                stride = 2 if index > 1 and b == 0 else 1
-                stage.append(block(in_channels, channels, stride, plain, shortcut))
-                in_channels = channels * block.expansion
-            setattr(self, f"stage{index}", nn.Sequential(*stage))
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.stage1 = make_stage(block, 64, 64, blocks1, 1, plain, shortcut)
+        self.stage2 = make_stage(block, 64 * expansion, 128, blocks2, 2, plain, shortcut)
+        self.stage3 = make_stage(block, 128 * expansion, 256, blocks3, 2, plain, shortcut)
+        self.stage4 = make_stage(block, 256 * expansion, 512, blocks4, 2, plain, shortcut)
+        self.fc = nn.Linear(512 * expansion, num_classes)
 
     def forward(self, x):
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))

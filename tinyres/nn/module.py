@@ -125,7 +125,8 @@ class Module:
         """Move every parameter and buffer to ``backend`` ("numpy" or "cupy"); returns self.
 
         Parameters are changed in place (the same Tensor objects get new data, their gradients
-        are dropped), so an optimizer built before the move still holds the model's parameters.
+        are dropped), so an optimizer built before the move still holds the model's parameters
+        (SGD moves its momentum to them at its next step).
         """
         target = get_backend(backend)
         for p in self.parameters():

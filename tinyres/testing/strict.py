@@ -21,7 +21,7 @@ import types
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from tinyres.backend import Backend
+from tinyres.backend import Backend, register_backend
 
 # NumPy functions that CuPy provides too (checked against CuPy's API reference). Anything else
 # is refused, as CuPy would refuse it.
@@ -252,3 +252,6 @@ class StrictBackend(Backend):
 
     def to_numpy(self, array):
         return array._array.copy() if isinstance(array, StrictArray) else np.asarray(array)
+
+
+register_backend("strict", StrictBackend, StrictArray)

@@ -9,7 +9,7 @@ only what they need (shapes for add, operands for mul), so nothing else is kept 
 import numpy as np
 
 from tinyres.nn.functional.common import as_tensor, check_inputs, unbroadcast
-from tinyres.tensor import Tensor
+from tinyres.tensor import FLOAT_DTYPES, Tensor
 
 
 def _operands(op, a, b):
@@ -125,11 +125,11 @@ def matmul(a, b):
 def astype(x, dtype):
     """A copy of ``x`` as float32 or float64; the gradient is cast back."""
     dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"astype: only float32/float64 are differentiable, got {dtype}")
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"astype: tinyres computes in float32 or float64, got {dtype}; use one of those")
     source = x.dtype
 
-    def backward(g):
+    def backward(g):  # the identity, in the input's dtype
         return (g.astype(source),)
 
     return Tensor.from_op("astype", x.data.astype(dtype), backward, x)

@@ -27,18 +27,19 @@ filled by one slice copy per kernel offset whose inner runs are whole image rows
 the product already channel-major, and no transpose is ever needed. benchmarks/README.md has the
 measurements (benchmarks/conv_formulations.py, 2-core AVX2, batch 128): on the 16-channel 32x32
 layers, where a CIFAR ResNet spends most of its time, this forward was 1.05-1.5x faster than an
-NCHW sliding-window einsum, 1.5-1.9x faster than PERF-NOTES' NHWC "shifted GEMM" and ~15x faster
-than im2col by fancy indexing over four runs; on 32 and 64 channels the fast ones are within the
-machine's noise of each other. For stride 1
-the input gradient as a convolution beats col2im (scatter-adding W^T dY back onto the pixels,
-whose adds read and write the image kh*kw times) by ~1.4x; strided convolutions use col2im,
-since the convolution would first have to spread dY out with zeros.
+NCHW sliding-window einsum, 1.5-1.9x faster than an NHWC "shifted GEMM" (``nhwc_shifted_gemm``
+there) and ~15x faster than im2col by fancy indexing over four runs; on 32 and 64 channels the
+fast ones are within the machine's noise of each other. For stride 1 the input gradient as a
+convolution beats col2im (scatter-adding W^T dY back onto the pixels, whose adds read and write
+the image kh*kw times) by ~1.4x; strided convolutions use col2im, since the convolution would
+first have to spread dY out with zeros.
 
 Two more things make it fast on NumPy, neither changes the math:
 - the copies of im2col are split by channel over all CPU cores (``backend.parallel_map``):
   NumPy copies use one core, the matrix products already use all of them;
-- the big temporaries (the cols matrix, padded images) live in reusable scratch buffers:
-  allocating a fresh 75 MB array costs ~10 ms of page faults per call on the CPU.
+- the big temporaries (the cols matrix, padded images) live in reusable scratch buffers
+  (``_unfold_into_scratch``, ``_padded_scratch``, at the end of this file): allocating a fresh
+  75 MB array costs ~10 ms of page faults per call on the CPU.
 """
 
 import math
@@ -69,27 +70,23 @@ def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), out=None):
     ``out``, if given, is a (C*kh*kw, N*Ho*Wo) array to fill (conv2d passes a scratch buffer).
     """
     backend = backend_of(x)
-    xp = backend.xp
     (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", "im2col"), pair(stride, "stride", "im2col"), pair(padding, "padding", "im2col")
-    n, c, height, width = x.shape
+    n, channels, height, width = x.shape
     out_h, out_w = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
-    source = channel_major(x)  # (C, N, H, W)
-    padded = source
-    if ph or pw:
-        padded = _scratch.get("im2col.padded", (c, n, height + 2 * ph, width + 2 * pw), x.dtype, backend)
-        _zero_border(padded, ph, pw)
     if out is None:
-        out = xp.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype)
-    cols = out.reshape(c, kh, kw, n, out_h, out_w)
+        out = backend.xp.empty((channels * kh * kw, n * out_h * out_w), dtype=x.dtype)
+    cols = out.reshape(channels, kh, kw, n, out_h, out_w)
+    source = channel_major(x)  # (C, N, H, W)
+    padded = _padded_scratch(source, (ph, pw), backend)  # its zero border only: filled below
 
-    def fill(channels):  # one worker's share: some channels, every kernel offset
+    def fill(part):  # one worker's share: a slice of the channels, every kernel offset
         if padded is not source:
-            padded[channels, :, ph : ph + height, pw : pw + width] = source[channels]
+            padded[part, :, ph : ph + height, pw : pw + width] = source[part]
         for i in range(kh):
             for j in range(kw):
-                cols[channels, i, j] = padded[channels, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw]
+                cols[part, i, j] = padded[part, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw]
 
-    backend.parallel_map(fill, split(c, backend.workers))
+    backend.parallel_map(fill, split(channels, backend.workers))
     return out
 
 
@@ -98,17 +95,17 @@ def col2im(cols, x_shape, kernel_size, stride=(1, 1), padding=(0, 0)):
     of an (N, C, H, W) image it would have been copied from (overlapping patches add up)."""
     backend = backend_of(cols)
     (kh, kw), (sh, sw), (ph, pw) = pair(kernel_size, "kernel_size", "col2im"), pair(stride, "stride", "col2im"), pair(padding, "padding", "col2im")
-    n, c, height, width = x_shape
+    n, channels, height, width = x_shape
     out_h, out_w = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
-    cols = cols.reshape(c, kh, kw, n, out_h, out_w)
-    padded = backend.xp.zeros((c, n, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
+    cols = cols.reshape(channels, kh, kw, n, out_h, out_w)
+    padded = backend.xp.zeros((channels, n, height + 2 * ph, width + 2 * pw), dtype=cols.dtype)
 
-    def add_back(channels):  # one worker's share: some channels, every kernel offset
+    def add_back(part):  # one worker's share: a slice of the channels, every kernel offset
         for i in range(kh):
             for j in range(kw):
-                padded[channels, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += cols[channels, i, j]
+                padded[part, :, i : i + sh * out_h : sh, j : j + sw * out_w : sw] += cols[part, i, j]
 
-    backend.parallel_map(add_back, split(c, backend.workers))
+    backend.parallel_map(add_back, split(channels, backend.workers))
     return padded[:, :, ph : ph + height, pw : pw + width].transpose(1, 0, 2, 3)
 
 
@@ -131,13 +128,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     n, channels, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
     out_h, out_w = output_size(height, kh, stride[0], padding[0]), output_size(width, kw, stride[1], padding[1])
-
-    def unfolded(array, stride, padding):  # im2col into the scratch buffer
-        rows, columns = array.shape[1] * kh * kw, n * output_size(array.shape[2], kh, stride[0], padding[0]) * output_size(array.shape[3], kw, stride[1], padding[1])
-        return im2col(array, (kh, kw), stride, padding, out=_scratch.get("conv2d.cols", (rows, columns), x.dtype, x.backend))
-
     x_data, w_matrix = x.data, weight.data.reshape(out_channels, -1)
-    y = w_matrix @ unfolded(x_data, stride, padding)  # Y = W cols: (O, N*Ho*Wo)
+    y = w_matrix @ _unfold_into_scratch(x_data, (kh, kw), stride, padding)  # Y = W cols: (O, N*Ho*Wo)
     if bias is not None:
         y += bias.data.reshape(-1, 1)
     y = y.reshape(out_channels, n, out_h, out_w).transpose(1, 0, 2, 3)
@@ -151,7 +143,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             # Both gradients are products with it, so one im2col serves both:
             #   dX = W_flipped @ cols_g   (dY correlated with W flipped in space, transposed in channels)
             #   dW[o, c, i, j] = (X @ cols_g^T)[c, (o, k-1-i, k-1-j)]   (X: the (C, N*H*W) input)
-            cols_g = unfolded(g, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]))
+            cols_g = _unfold_into_scratch(g, (kh, kw), (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]))
             w_flipped = weight.data[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(channels, -1)
             dx = (w_flipped @ cols_g).reshape(channels, n, height, width).transpose(1, 0, 2, 3)
             if need_dw:
@@ -161,12 +153,34 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             if need_dx:  # dX = col2im(W^T dY): each patch's gradient added back onto its pixels
                 dx = col2im(w_matrix.T @ g_matrix, x_data.shape, (kh, kw), stride, padding)
             if need_dw:  # dW = dY cols^T  (cols recomputed: kept, it would be kh*kw times x's size)
-                dw = (g_matrix @ unfolded(x_data, stride, padding).T).reshape(weight.shape)
+                dw = (g_matrix @ _unfold_into_scratch(x_data, (kh, kw), stride, padding).T).reshape(weight.shape)
         if bias is None:
             return dx, dw
         return dx, dw, g_matrix.sum(axis=1)  # db = dY summed over batch and pixels
 
     return Tensor.from_op("conv2d", y, backward, *tensors)
+
+
+# ----- the fast path: temporaries in reused buffers ------------------------------------------
+def _unfold_into_scratch(array, kernel, stride, padding):
+    """im2col of ``array`` into the reused buffer of conv2d, valid until the next call (conv2d
+    uses each result in one matrix product, at once)."""
+    (kh, kw), backend = kernel, backend_of(array)
+    n, channels, height, width = array.shape
+    rows, columns = channels * kh * kw, n * output_size(height, kh, stride[0], padding[0]) * output_size(width, kw, stride[1], padding[1])
+    return im2col(array, kernel, stride, padding, out=_scratch.get("conv2d.cols", (rows, columns), array.dtype, backend))
+
+
+def _padded_scratch(source, padding, backend):
+    """A reused (C, N, H + 2 ph, W + 2 pw) buffer for the padded image of the channel-major
+    ``source``, with its border zeroed and its interior left for the caller to fill; ``source``
+    itself when there is no padding."""
+    (ph, pw), (channels, n, height, width) = padding, source.shape
+    if not (ph or pw):
+        return source
+    padded = _scratch.get("im2col.padded", (channels, n, height + 2 * ph, width + 2 * pw), source.dtype, backend)
+    _zero_border(padded, ph, pw)
+    return padded
 
 
 def _zero_border(padded, ph, pw):

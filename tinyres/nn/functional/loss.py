@@ -24,9 +24,23 @@ def cross_entropy(logits, labels):
         logits: (N, num_classes) float tensor.
         labels: (N,) integer class indices in [0, num_classes), an array or a Tensor.
     """
-    check_inputs("cross_entropy", logits)
     labels = labels.data if isinstance(labels, Tensor) else labels
-    xp = logits.xp
+    _check_cross_entropy(logits, labels)
+    n, xp = logits.shape[0], logits.xp
+    log_probs = log_softmax(logits, axis=1)
+    rows = xp.arange(n)
+    loss = -log_probs.data[rows, labels].mean()
+
+    def backward(g):  # d loss / d log_probs = -onehot(label) / N; log_softmax's backward
+        grad = xp.zeros_like(log_probs.data)  # then gives d loss / d logits = (softmax - onehot) / N
+        grad[rows, labels] = -g / n
+        return (grad,)
+
+    return Tensor.from_op("cross_entropy", loss, backward, log_probs)
+
+
+def _check_cross_entropy(logits, labels):
+    check_inputs("cross_entropy", logits)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (batch, classes), got shape {logits.shape}")
     n, classes = logits.shape
@@ -44,15 +58,3 @@ def cross_entropy(logits, labels):
             f"cross_entropy: labels must be in [0, {classes}), got values from "
             f"{int(labels.min())} to {int(labels.max())}"
         )
-    z = logits.data
-    shifted = z - z.max(axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-    rows = xp.arange(n)
-    loss = -log_probs[rows, labels].mean()
-
-    def backward(g):  # d loss / d logits = (softmax - onehot(label)) / N
-        grad = xp.exp(log_probs)
-        grad[rows, labels] -= 1
-        return (grad * (g / n),)
-
-    return Tensor.from_op("cross_entropy", loss, backward, logits)

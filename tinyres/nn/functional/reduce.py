@@ -52,14 +52,15 @@ def mean(x, axis=None, keepdims=False):
 
 def max(x, axis=None, keepdims=False):  # noqa: A001
     """Maximum over ``axes``; where several elements tie for the maximum, they share its
-    gradient equally (so the gradient is the average of the one-sided derivatives)."""
+    gradient equally (so the gradient is the average of the one-sided derivatives). A NaN is
+    the maximum of its row and takes the gradient, as in PyTorch and in ``max_pool2d``."""
     check_inputs("max", x)
     axes = _axes(axis, x.ndim, "max")
-    data = x.data
+    data, xp = x.data, x.xp
     out = data.max(axis=axes, keepdims=True)
 
-    def backward(g):
-        is_max = (data == out).astype(data.dtype)
+    def backward(g):  # dx = g at the maximal elements (shared among ties), 0 elsewhere
+        is_max = ((data == out) | (xp.isnan(data) & xp.isnan(out))).astype(data.dtype)
         share = is_max / is_max.sum(axis=axes, keepdims=True)
         return (g.reshape(out.shape) * share,)
 
