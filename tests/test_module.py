@@ -226,3 +226,24 @@ def test_momentum_follows_the_parameters_to_another_dtype():
     tinyres.manual_seed(0)
     _, optimizer = sgd_steps(nn.Linear(3, 2), lambda net: net.astype("float64"))
     assert all(v.dtype == np.float64 for v in optimizer.velocity)
+
+
+def test_observing_reports_each_call_changes_nothing_and_restores_forward_even_after_an_error():
+    from tinyres.nn.module import observing
+
+    net = small_net().eval()
+    x = tensor("numpy", np.random.default_rng(0).normal(size=(2, 3, 8, 8)), dtype="float32")
+    with tinyres.no_grad():
+        expected = net(x).data.copy()
+        seen = []
+        with observing([net[1], net[4], net[4]], lambda module, out: seen.append((module, out.shape))):
+            np.testing.assert_array_equal(net(x).data, expected)
+        assert seen == [(net[1], (2, 4, 8, 8)), (net[4], (2, 4, 2, 2)), (net[4], (2, 4, 2, 2))]  # listed twice: twice
+        assert not any("forward" in vars(m) for m in net.modules())
+
+        def failing(module, out):
+            raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError, match="stop"), observing([net[1]], failing):
+            net(x)
+        assert "forward" not in vars(net[1])

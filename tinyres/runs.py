@@ -23,6 +23,10 @@ What a run directory guarantees (the trainer relies on it, the tests check it):
   space was needed. A metrics row is appended only after the checkpoint that covers its iteration
   is saved; on resume, rows past the checkpoint and a half-written last line are dropped, and the
   checkpoint's own row is restored if the process died between the two writes.
+
+In ``metrics.csv`` the test columns are measured at the row's iteration, but ``train_loss`` and
+``train_error`` are means over the batches since the previous row (the trainer logs what
+training saw along the way rather than evaluating the training set again).
 """
 
 import csv
@@ -374,7 +378,7 @@ class Run:
     path: str
     config: dict
     metrics: dict  # column name -> NumPy array
-    header: str  # first line of log.txt: when, where and with which command it ran ("" if none)
+    header: str  # log.txt's first "#" lines: when, where and with which command it ran ("" if none)
 
     @property
     def name(self):
@@ -390,23 +394,74 @@ class Run:
         """True when the run reached the length it was started with."""
         return self.iterations_done >= self.config["iterations"]
 
+    @property
+    def state(self):
+        """"complete", or how far an unfinished run got."""
+        planned = self.config["iterations"]
+        return "complete" if self.complete else f"INCOMPLETE: {self.iterations_done} of {planned} iterations"
+
+    @property
+    def label(self):
+        """The network's name, with the iterations done if the run is unfinished (for legends)."""
+        return self.label_at(self.iterations_done)
+
+    def label_at(self, iteration):
+        """The label of the network as it was at ``iteration`` (e.g. a checkpoint's)."""
+        planned = self.config["iterations"]
+        return self.name if iteration >= planned else f"{self.name} ({iteration} of {planned} it)"
+
+    def require_metrics(self):
+        """This run, or a ValueError if it has not logged an evaluation yet."""
+        if not len(self.metrics.get("iteration", ())):
+            raise ValueError(
+                f"{self.path} has no evaluation logged yet (metrics.csv is missing or empty); its first "
+                f"row is written after {self.config.get('eval_every', '--eval-every')} iterations"
+            )
+        return self
+
 
 def load(path):
     """Read ``config.json``, ``metrics.csv`` (absent until the first evaluation) and, if present,
-    the first line of ``log.txt``."""
+    the header of ``log.txt``. FileNotFoundError if ``path`` is not a run directory."""
+    if not os.path.isfile(os.path.join(path, CONFIG)):
+        problem = f"has no {CONFIG}" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"{path} {problem}: give a run directory written by python -m tinyres.train")
     run_dir = RunDir(path)
     config = run_dir.read_config()
-    if config is None:
-        raise RunDirError(f"{path} has no {CONFIG}: it is not a run directory")
     rows = run_dir.metrics()
     columns = rows[0].keys() if rows else []
     try:
         metrics = {c: np.array([float(r[c]) for r in rows]) for c in columns}
     except (TypeError, ValueError):
         raise RunDirError(f"{run_dir.file(METRICS)} holds a value that is not a number: it is damaged") from None
-    header = ""
-    log = os.path.join(path, "log.txt")
-    if os.path.exists(log):
-        with open(log) as f:
-            header = f.readline().strip().lstrip("# ")
-    return Run(path, config, metrics, header)
+    return Run(path, config, metrics, _log_header(os.path.join(path, "log.txt")))
+
+
+def _log_header(log):
+    """The "#" lines that open log.txt (date, machine, commit, BLAS kernel, command), joined by
+    " | " ("" without a log)."""
+    if not os.path.exists(log):
+        return ""
+    lines = []
+    with open(log, errors="replace") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            lines.append(line.strip().lstrip("# "))
+    return " | ".join(lines)
+
+
+def load_logged_run(path, print_fn=print):
+    """The run in ``path`` if it has logged an evaluation, else None, for notebooks that show
+    whatever long runs have logged so far. Says which: the run's name and state and the first
+    line of its log (date, machine, command), or why it is left out."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        print_fn(f"{path}: MISSING (not started yet), skipped")
+        return None
+    run = load(path)
+    if not len(run.metrics.get("iteration", ())):
+        print_fn(f"{path}: started, but no evaluation logged yet, skipped")
+        return None
+    print_fn(f"{path}: {run.name}, logged run, {run.state}")
+    print_fn(f"    log header: {run.header}")
+    return run

@@ -10,9 +10,9 @@ layer, so those are what is counted, as in the paper:
 (one multiply-add per weight per output position). Batch norm, ReLU, pooling and the residual
 additions cost a few operations per activation, orders of magnitude fewer; they count as 0.
 
-Shapes come from running the network once on zeros. Each leaf module (one with no sub-modules:
-Conv2d, BatchNorm2d, Linear, MaxPool2d, shortcuts, ...) gets its ``forward`` wrapped for that one
-pass to note its output. Ops called as functions inside a block (``F.relu``, ``out + shortcut``)
+Shapes come from running the network once on zeros while ``observing`` (tinyres/nn/module.py)
+notes the output of each leaf module (one with no sub-modules: Conv2d, BatchNorm2d, Linear,
+MaxPool2d, shortcuts, ...). Ops called as functions inside a block (``F.relu``, ``out + shortcut``)
 are not modules, so they get no row.
 """
 
@@ -24,6 +24,7 @@ import tinyres
 from tinyres.backend import get_backend
 from tinyres.nn.conv import Conv2d
 from tinyres.nn.linear import Linear
+from tinyres.nn.module import observing
 from tinyres.tensor import Tensor
 
 
@@ -79,32 +80,18 @@ def summary(model, input_shape, print_fn=print):
     leaves = list(leaves.values())
     seen = {}  # id(module) -> [output shape of the last call, multiply-adds over all calls]
 
-    def recording(module, forward):
-        def wrapper(*inputs):
-            out = forward(*inputs)
-            shape = tuple(out.shape) if isinstance(out, Tensor) else None
-            record = seen.setdefault(id(module), [None, 0])
-            record[0] = shape
-            record[1] += multiply_adds(module, shape) if shape is not None else 0
-            return out
-
-        return wrapper
+    def note(module, out):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else None
+        record = seen.setdefault(id(module), [None, 0])
+        record[0] = shape
+        record[1] += multiply_adds(module, shape) if shape is not None else 0
 
     modes = [(m, m.training) for m in model.modules()]
-    wrapped = []  # (module, its own instance attribute `forward` before wrapping, or None)
     try:
-        for _, module in leaves:
-            wrapped.append((module, vars(module).get("forward")))
-            module.forward = recording(module, module.forward)
         model.eval()
-        with tinyres.no_grad():
+        with observing([module for _, module in leaves], note), tinyres.no_grad():
             model(x)
     finally:
-        for module, own_forward in wrapped:
-            if own_forward is None:
-                del module.forward  # back to the class's forward
-            else:
-                module.forward = own_forward
         for module, training in modes:
             module.training = training
 

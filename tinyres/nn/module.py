@@ -6,6 +6,8 @@ parameter, every Module a child, and the names given to :meth:`register_buffer` 
 follow attribute paths, e.g. ``stage1.0.conv1.weight``, so ``state_dict`` keys read like code.
 """
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from tinyres.backend import backend_of, get_backend
@@ -156,3 +158,35 @@ class Module:
         if not children:
             return f"{type(self).__name__}({self.extra_repr()})"
         return f"{type(self).__name__}(\n" + "\n".join(children) + "\n)"
+
+
+@contextmanager
+def observing(modules, record):
+    """Inside the ``with`` block, every call of one of ``modules`` also calls
+    ``record(module, output)``; what the modules compute does not change.
+
+    Calling a module calls ``self.forward``, and an attribute ``forward`` set on the instance
+    takes precedence over the class's method. Each module gets a wrapper there for the block;
+    on leaving it (even by an error) whatever was there before is put back.
+    """
+
+    def recording(module, forward):
+        def wrapper(*inputs):
+            output = forward(*inputs)
+            record(module, output)
+            return output
+
+        return wrapper
+
+    wrapped = []  # (module, its own instance attribute `forward` before wrapping, or None)
+    try:
+        for module in modules:
+            wrapped.append((module, vars(module).get("forward")))
+            module.forward = recording(module, module.forward)
+        yield
+    finally:
+        for module, own_forward in reversed(wrapped):  # reversed: a module listed twice unwraps fully
+            if own_forward is None:
+                del module.forward  # back to the class's forward
+            else:
+                module.forward = own_forward
