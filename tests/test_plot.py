@@ -31,7 +31,10 @@ def close_figures():
 def write_run(path, depth, plain, rows, iterations=1000, milestones="500,750"):
     """A run directory with config.json and a metrics.csv of (iteration, train_error, test_error) rows."""
     os.makedirs(path)
-    config = {"depth": depth, "plain": plain, "shortcut": "A", "iterations": iterations, "milestones": milestones, "eval_every": 100}
+    from tinyres import train
+
+    config = {**train.DEFAULTS, "depth": depth, "plain": plain, "iterations": iterations, "milestones": milestones,
+              "eval_every": 100, "out": str(path), "warmup": False}
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     if rows:
