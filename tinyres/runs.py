@@ -98,9 +98,9 @@ SCHEMA = {
     "seed": (_int(0), "an integer >= 0", REQUIRED),
     "eval_every": (_int(1), "an integer >= 1", REQUIRED),
     "subset": (_optional(_int(1)), "null or an integer >= 1", REQUIRED),
-    "test_subset": (_optional(_int(1)), "null or an integer >= 1", REQUIRED),
-    "validation": (_int(0), "an integer >= 0", REQUIRED),
-    "dtype": (_one_of("float32", "float64"), '"float32" or "float64"', REQUIRED),
+    "test_subset": (_optional(_int(1)), "null or an integer >= 1", None),
+    "validation": (_int(0), "an integer >= 0", 0),
+    "dtype": (_one_of("float32", "float64"), '"float32" or "float64"', "float32"),
     "stop_after_minutes": (_optional(_number(0)), "null or a number >= 0", None),
     "checkpoint_minutes": (_number(0, low_open=True), "a number > 0", 10.0),
     "progress": (_one_of(True, False), "true or false", True),
@@ -151,12 +151,15 @@ META_SCHEMA = {
     and all(_number(0)(x) for x in v.values()),
     "config": lambda v: isinstance(v, dict),
 }
+META_ADDED_LATER = {"train_images": None}  # entries that checkpoints of older versions lack
 
 
 def check_meta(meta, path):
     """RunDirError naming the entry when a checkpoint's header is not what the trainer writes."""
     for key, test in META_SCHEMA.items():
-        if key not in meta or not test(meta[key]):
+        if key not in meta and key in META_ADDED_LATER:
+            meta[key] = META_ADDED_LATER[key]
+        elif key not in meta or not test(meta[key]):
             raise RunDirError(f"checkpoint {path} is damaged or was not written by tinyres.train (its "
                               f"{key!r} entry is missing or invalid); restore it from a copy, or start "
                               "the run again with another --out")

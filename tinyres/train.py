@@ -299,7 +299,8 @@ class Trainer:
         """Continue from a checkpoint (read by resolve_config), after checking that it belongs to
         this run's network and data."""
         c = self.config
-        if meta["train_images"] != self.train_data.num_images or not np.array_equal(arrays["data.mean"], self.mean):
+        count = meta["train_images"]  # None in checkpoints older than this check
+        if count not in (None, self.train_data.num_images) or not np.array_equal(arrays["data.mean"], self.mean):
             raise ValueError(f"the training images in {c['data_dir'] or 'the default data folder'} are not the ones this run "
                              "was trained on (their number or pixel mean differs); resume with the --data-dir the run used")
         model = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
