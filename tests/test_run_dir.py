@@ -422,3 +422,15 @@ def test_damaged_run_files_give_a_named_error_or_a_correct_result_never_a_traceb
         arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
         assert meta["iteration"] in (2, 3) and all(np.all(np.isfinite(a)) for a in arrays.values())
         checkpoint_before = (out / "checkpoint.npz").read_bytes()
+
+
+def test_the_committed_runs_written_by_older_versions_still_load():
+    found = sorted(d for d in os.listdir(os.path.join(ROOT, "results")) if os.path.isfile(os.path.join(ROOT, "results", d, "config.json")))
+    assert found, "results/ holds no run"
+    for name in found:
+        path = os.path.join(ROOT, "results", name)
+        run = runs.load(path)
+        assert run.iterations_done > 0 and run.header
+        if os.path.exists(os.path.join(path, "checkpoint.npz")):
+            model, config, meta, mean = evaluate.load_run(path)
+            assert runs.run_name(config) == run.name and mean.shape == (3, 32, 32)
