@@ -430,7 +430,7 @@ def test_the_committed_runs_written_by_older_versions_still_load():
     for name in found:
         path = os.path.join(ROOT, "results", name)
         run = runs.load(path)
-        assert run.iterations_done > 0 and run.header
+        assert run.header  # where, when and how it ran
         if os.path.exists(os.path.join(path, "checkpoint.npz")):
             model, config, meta, mean = evaluate.load_run(path)
             assert runs.run_name(config) == run.name and mean.shape == (3, 32, 32)
