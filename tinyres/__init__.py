@@ -15,6 +15,12 @@ import os
 # NumPy loads OpenBLAS, so import tinyres before numpy (or export the variable yourself).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+# Under mpiexec, the processes on one machine share its cores: one BLAS thread each on 2 cores
+# with 2 processes (threads.py; also before NumPy loads).
+from tinyres.threads import share_cores  # noqa: E402
+
+share_cores()
+
 from tinyres.autograd import enable_grad, is_grad_enabled, no_grad
 from tinyres.backend import BackendUnavailable, get_backend, manual_seed
 from tinyres.tensor import Tensor

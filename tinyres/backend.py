@@ -16,12 +16,13 @@ Rules:
   ``tinyres.manual_seed``.
 """
 
-import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from tinyres import threads
 
 DEFAULT_SEED = 0
 
@@ -144,7 +145,7 @@ _pool = None
 
 
 def _cpu_count():
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return min(8, threads.cores())  # this process's share of the cores (several under mpiexec)
 
 
 _in_worker = threading.local()

@@ -4,6 +4,7 @@
     python -m tinyres.train --depth 56 --plain           # its plain counterpart
     python -m tinyres.train --depth 110 --backend cupy   # on an NVIDIA GPU (warm-up is on)
     python -m tinyres.train --out runs/r56 --resume      # continue an interrupted run
+    mpiexec -n 2 python -m tinyres.train --depth 56      # data-parallel: 2 processes, 64 images each
 
 Defaults are section 4.2 of He et al. (2015): SGD with momentum 0.9 and weight decay 1e-4 on
 mini-batches of 128, learning rate 0.1 divided by 10 at 32k and 48k iterations, stop at 64k; for
@@ -24,6 +25,13 @@ A resumed run keeps the settings that define the experiment; it may change its l
 milestones move with it), its milestones, the backend, the data location (the same images) and
 the evaluation interval. A loss, test loss or weight that becomes NaN or infinite stops the run
 with a message, and the last good checkpoint stays.
+
+Under mpiexec (pip install -e '.[mpi]'), every process ("rank") takes an equal part of each
+mini-batch of --batch-size images, gradients are averaged over the ranks once per step, and rank
+0 alone writes the run directory and prints. --sync-bn (the default) computes batch-norm
+statistics over the whole mini-batch, so any number of ranks trains the network one process
+trains; --no-sync-bn normalises each rank's part on its own, as the paper's two GPUs did. A run
+may resume with another number of ranks (see tinyres/distributed.py and the README).
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
@@ -39,7 +47,7 @@ from collections import deque
 
 import numpy as np
 
-from tinyres import checkpoint
+from tinyres import checkpoint, distributed
 from tinyres.data import DatasetError, cifar10_loaders
 from tinyres.evaluate import evaluate
 from tinyres.models import cifar_resnet
@@ -51,7 +59,7 @@ DEFAULTS = {
     "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "iterations": None, "epochs": None,
     "milestones": None, "warmup": None, "data_dir": None, "out": None, "seed": 0,
     "eval_every": None, "subset": None, "test_subset": None, "validation": 0, "dtype": "float32",
-    "stop_after_minutes": None, "progress": True,
+    "stop_after_minutes": None, "progress": True, "sync_bn": True,
 }
 PAPER_ITERATIONS = 64_000
 # settings a resumed run may change; the rest define the experiment and must stay as saved
@@ -151,6 +159,8 @@ def parse_args(argv=None):
     a("--dtype", choices=["float32", "float64"], help="float32 (default) or float64")
     a("--stop-after-minutes", type=float, help="checkpoint and stop after this much wall time (resume later)")
     a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (log lines only)")
+    a("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
+      help="under mpiexec: batch-norm statistics over the whole mini-batch, all ranks' images (default), or each rank's own (--no-sync-bn)")
     return p.parse_args(argv)
 
 
@@ -208,13 +218,23 @@ class Trainer:
     def __init__(self, config):
         self.config = config
         self.backend = tinyres.get_backend(config["backend"])
+        self.comm = distributed.world()  # the processes of this run: just this one without mpiexec
+        self.comm.use(self.backend)
         self.dir = config["out"]
         tinyres.manual_seed(config["seed"])
         self.model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"]).to(self.backend)
+        if config["sync_bn"]:
+            distributed.synchronize_batch_norm(self.model, self.comm)
         self.optimizer = SGD(self.model.parameters(), config["lr"], config["momentum"], config["weight_decay"])
-        self.train_data, self.eval_data, self.mean = cifar10_loaders(
-            config["data_dir"], config["batch_size"], self.backend, config["seed"], config["subset"],
-            config["validation"], dtype=config["dtype"], test_subset=config["test_subset"])
+        with self.comm.rank_zero_first():  # rank 0 downloads CIFAR-10 if it must, the others then read it
+            self.train_data, self.eval_data, self.mean = cifar10_loaders(
+                config["data_dir"], config["batch_size"], self.backend, config["seed"], config["subset"],
+                config["validation"], dtype=config["dtype"], test_subset=config["test_subset"],
+                rank=self.comm.rank, ranks=self.comm.size)
+        batch = min(config["batch_size"], self.train_data.num_images)
+        if batch % self.comm.size:
+            raise ValueError(f"a mini-batch of {batch} images does not split evenly over {self.comm.size} processes; "
+                             f"choose a --batch-size divisible by {self.comm.size}, or another number of processes")
         self.batches_per_epoch = len(self.train_data)
         self._resolve_schedule()
         self.iteration = 0
@@ -224,7 +244,8 @@ class Trainer:
         self.wall_seconds = 0.0  # time in the training loop, evaluations included, over all resumes
         self._wall_mark = None
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
-        self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit"
+        self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit", once every rank agrees
+        self.stop_request = None  # the same, as this process saw it
 
     def _resolve_schedule(self):
         c = self.config
@@ -246,17 +267,25 @@ class Trainer:
 
     # ----- one step -------------------------------------------------------------------------
     def step(self, images, labels):
+        """One SGD step on the mini-batch (this rank's part of it): (its mean loss, its errors)."""
         self.optimizer.lr = self.learning_rate()
         logits = self.model(images)
         loss = cross_entropy(logits, labels)
-        loss_value = loss.item()  # one device-to-host sync per step, for the NaN check and the log
-        if not math.isfinite(loss_value):
-            raise self.diverged(f"the loss became {loss_value}")
+        errors = (logits.data.argmax(axis=1) != labels).sum()
         self.optimizer.zero_grad()
         loss.backward()
+        # One Allreduce averages over the ranks: the gradients, the loss and the error rate, and
+        # per-rank batch-norm statistics (so that every rank keeps the same). Alone, a no-op.
+        measured = self.backend.xp.stack([loss.data, errors.astype(loss.dtype)])
+        shared = [p.grad for p in self.optimizer.parameters if p.grad is not None] + [measured]
+        if not self.config["sync_bn"]:
+            shared += [buffer for _, buffer in self.model.named_buffers()]
+        self.comm.average(shared)
+        loss_value = float(measured[0])  # one device-to-host sync per step, for the NaN check and the log
+        if not math.isfinite(loss_value):
+            raise self.diverged(f"the loss became {loss_value}")
         self.optimizer.step()
-        errors = int((logits.data.argmax(axis=1) != labels).sum())
-        return loss_value, errors
+        return loss_value, round(float(measured[1]) * self.comm.size)
 
     # ----- saving and restoring -------------------------------------------------------------
     def checkpoint_path(self):
@@ -275,6 +304,9 @@ class Trainer:
         if bad:
             raise self.diverged(f"{len(bad)} weight arrays became NaN or infinite ({', '.join(bad[:3])}, ...)")
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
+        self.comm.check_identical(arrays, f"at iteration {self.iteration}")  # weights, statistics, momenta
+        if self.comm.rank != 0:  # rank 0 alone writes
+            return
         arrays["data.mean"] = self.mean
         meta = {
             "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
@@ -286,7 +318,8 @@ class Trainer:
 
     def restore(self):
         """Load the checkpoint, after checking it belongs to this run's network and data."""
-        arrays, meta = checkpoint.load(self.checkpoint_path())
+        # rank 0 reads it and sends it to the others (only rank 0 needs the run directory)
+        arrays, meta = self.comm.broadcast(checkpoint.load(self.checkpoint_path()) if self.comm.rank == 0 else None)
         saved, c = meta.get("config", {}), self.config
         network = [(k, saved.get(k), c[k]) for k in ("depth", "plain", "shortcut", "dtype") if saved.get(k) != c[k]]
         if network:
@@ -302,7 +335,8 @@ class Trainer:
         self.warmup = Warmup(meta["warming_up"], meta["recent_errors"])
         self.train_seconds, self.interval = meta["train_seconds"], meta["interval"]
         self.wall_seconds = meta["wall_seconds"]
-        self._truncate_metrics(self.iteration)
+        if self.comm.rank == 0:
+            self._truncate_metrics(self.iteration)
         self.log(f"resumed {self.dir} at iteration {self.iteration}")
 
     def _truncate_metrics(self, iteration):
@@ -318,6 +352,8 @@ class Trainer:
 
     # ----- logging ----------------------------------------------------------------------------
     def log(self, message):
+        if self.comm.rank != 0:  # rank 0 alone prints
+            return
         if self.bar is not None:
             self.bar.write(message)
         else:
@@ -347,7 +383,7 @@ class Trainer:
             "train_error": round(self.interval["errors"] / seen, 5),
         }
         for name, loader in self.eval_data.items():
-            loss, error = evaluate(self.model, loader)
+            loss, error = evaluate(self.model, loader, self.comm)
             if not math.isfinite(loss):
                 raise self.diverged(f"the {name} loss became {loss}")
             row[f"{name}_loss"], row[f"{name}_error"] = round(loss, 5), round(error, 5)
@@ -357,7 +393,8 @@ class Trainer:
         row["images_per_sec"] = round(self.interval["images"] / max(self.interval["seconds"], 1e-9), 1)
         if self.best["test_error"] is None or row["test_error"] < self.best["test_error"]:
             self.best = {"test_error": row["test_error"], "iteration": self.iteration}
-        self._write_rows(os.path.join(self.dir, "metrics.csv"), row.keys(), [row], mode="a")
+        if self.comm.rank == 0:
+            self._write_rows(os.path.join(self.dir, "metrics.csv"), row.keys(), [row], mode="a")
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
         self.save()
         val = f" | val err {row['val_error']:.2%}" if "val_error" in row else ""
@@ -379,7 +416,7 @@ class Trainer:
         c = self.config
         total = c["iterations"]
         deadline = None if c["stop_after_minutes"] is None else time.monotonic() + 60 * c["stop_after_minutes"]
-        self.bar = tqdm(total=total, initial=self.iteration, disable=not c["progress"], dynamic_ncols=True,
+        self.bar = tqdm(total=total, initial=self.iteration, disable=not c["progress"] or self.comm.rank != 0, dynamic_ncols=True,
                         unit="it", smoothing=0.05, file=sys.stderr)
         previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
         self._wall_mark = time.monotonic()
@@ -391,7 +428,7 @@ class Trainer:
                     loss, errors = self.step(images, labels)
                     seconds = time.perf_counter() - began
                     self.iteration += 1
-                    n = len(labels)
+                    n = len(labels) * self.comm.size  # the whole mini-batch
                     self.train_seconds += seconds
                     self.interval["loss"] += loss
                     self.interval["batches"] += 1
@@ -406,9 +443,10 @@ class Trainer:
                     self.bar.update(1)
                     if self.iteration % c["eval_every"] == 0 or self.iteration == total:
                         self.record_evaluation()
-                    if deadline is not None and time.monotonic() > deadline and self.stop_reason is None:
+                    if deadline is not None and time.monotonic() > deadline and self.stop_request is None:
                         self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
-                        self.stop_reason = "time limit"
+                        self.stop_request = "time limit"
+                    self.stop_reason = self.comm.agree(self.stop_request)  # every rank stops after the same step
                     if self.iteration >= total or self.stop_reason is not None:
                         break
             if self.iteration % c["eval_every"] and self.iteration < total:  # stopped between evaluations
@@ -422,36 +460,41 @@ class Trainer:
 
     def _on_interrupt(self, signum, frame):
         """First Ctrl-C: finish the current step, checkpoint, stop. A second one: stop now."""
-        if self.stop_reason == "interrupted":
+        if self.stop_request == "interrupted":
             raise KeyboardInterrupt
-        self.stop_reason = "interrupted"
+        self.stop_request = "interrupted"
         self.log("interrupted: finishing this step, then saving a checkpoint (Ctrl-C again to abort without saving)")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    config = resolve_config(args)
+    comm = distributed.world()
+    config = comm.broadcast(resolve_config(args) if comm.rank == 0 else None)  # rank 0's run directory
     tinyres.backend.retain_freed_memory()
     try:
         trainer = Trainer(config)
     except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    os.makedirs(trainer.dir, exist_ok=True)
+    if comm.rank == 0:
+        os.makedirs(trainer.dir, exist_ok=True)
     if args.resume:
         try:
             trainer.restore()
         except (ValueError, KeyError) as error:
             raise SystemExit(f"error: cannot resume: {error}") from None
-    checkpoint.write_json(os.path.join(trainer.dir, "config.json"), trainer.config)
+    if comm.rank == 0:
+        checkpoint.write_json(os.path.join(trainer.dir, "config.json"), trainer.config)
     name = f"{'plain' if config['plain'] else 'ResNet'}-{config['depth']}"
-    trainer.log(f"{name} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}, "
+    ranks = f" x {comm.size} processes ({'synchronized' if config['sync_bn'] else 'per-process'} batch norm)" if comm.size > 1 else ""
+    trainer.log(f"{name} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}{ranks}, "
                 f"{trainer.train_data.num_images} training images, {trainer.batches_per_epoch} batches/epoch, "
                 f"{config['iterations']} iterations, lr {config['lr']} /10 at {trainer.milestones}"
                 f"{', warm-up' if config['warmup'] else ''} -> {trainer.dir}")
     try:
         trainer.run()
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (TrainingDiverged, distributed.RanksDiffer) as error:
+        if comm.rank == 0:
+            print(f"error: {error}", file=sys.stderr)
         return 1
     if trainer.stop_reason == "interrupted":
         return 130
@@ -467,4 +510,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(distributed.run(main))  # under mpiexec, one rank's error ends every rank
