@@ -390,6 +390,7 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_to_the_uninterrupted_wei
     while len(ranks) < 2 and job.poll() is None:
         time.sleep(0.01)
         ranks = rank_processes(str(cifar / "killed"))
+    assert len(ranks) == 2, job.communicate(timeout=60)[0]
     saved = cifar / "killed" / "checkpoint.npz"
     while not saved.exists() and job.poll() is None:
         time.sleep(0.01)

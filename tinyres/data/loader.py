@@ -106,8 +106,9 @@ class Loader:
         n, c, h, w = x.shape
         padded = xp.zeros((n, c, h + 2 * PAD, w + 2 * PAD), dtype=x.dtype)
         padded[:, :, PAD : PAD + h, PAD : PAD + w] = x
-        top, left = rng.integers(0, 2 * PAD + 1, size=(2, batch_size or n))[:, part]  # host ints, drawn in a fixed order
-        flip = (rng.random(batch_size or n) < 0.5)[part]
+        drawn = batch_size or n  # host ints, drawn in a fixed order: the tops, lefts, then flips
+        top, left = rng.integers(0, 2 * PAD + 1, size=(2, drawn))[:, part]
+        flip = (rng.random(drawn) < 0.5)[part]
         rows = top[:, None] + np.arange(h)  # (n, h) source row of each output row
         cols = left[:, None] + np.where(flip[:, None], np.arange(w)[::-1], np.arange(w))  # (n, w)
         to_device = self.backend.asarray
