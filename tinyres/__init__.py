@@ -22,6 +22,12 @@ def _let_idle_openblas_threads_sleep():
 
 _let_idle_openblas_threads_sleep()
 
+# Under mpiexec, the processes on one machine share its cores: one BLAS thread each on 2 cores
+# with 2 processes (threads.py; also before NumPy loads).
+from tinyres.threads import share_cores  # noqa: E402
+
+share_cores()
+
 from tinyres.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from tinyres.backend import BackendUnavailable, get_backend, manual_seed  # noqa: E402
 from tinyres.tensor import Tensor  # noqa: E402

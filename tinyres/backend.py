@@ -19,12 +19,13 @@ Rules:
 """
 
 import importlib
-import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from tinyres import threads
 
 INITIAL_SEED = 0
 _seed = INITIAL_SEED  # the last seed given to manual_seed: backends loaded later start from it
@@ -148,7 +149,7 @@ _pool = None
 
 
 def _cpu_count():
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return min(8, threads.cores())  # this process's share of the cores (several under mpiexec)
 
 
 _in_worker = threading.local()

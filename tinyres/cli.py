@@ -16,13 +16,17 @@ class UsageError(SystemExit):
 
 
 def reporting_usage_errors(main):
-    """Wrap a tool's ``main`` so that a UsageError is printed to stderr before it exits."""
+    """Wrap a tool's ``main`` so that a UsageError is printed to stderr before it exits (once:
+    by rank 0 under mpiexec, where every rank meets the same error)."""
 
     def wrapped(argv=None):
         try:
             return main(argv)
         except UsageError as error:
-            print(error, file=sys.stderr, flush=True)
+            from tinyres import distributed
+
+            if distributed.world().rank == 0:
+                print(error, file=sys.stderr, flush=True)
             raise
 
     wrapped.__doc__, wrapped.__name__ = main.__doc__, main.__name__

@@ -16,23 +16,28 @@ import sys
 
 import numpy as np
 
-from tinyres import runs
+from tinyres import distributed, runs
 from tinyres.cli import UsageError, reporting_usage_errors
 from tinyres.data import DatasetError, Loader, cifar10, pixel_mean, training_split
-from tinyres.models import cifar_resnet
 from tinyres.nn.functional import cross_entropy
 
 
-def evaluate(model, loader):
-    """(mean loss, error rate) of ``model`` in evaluation mode over every batch of ``loader``."""
+def evaluate(model, loader, comm=distributed.Communicator()):
+    """(mean loss, error rate) of ``model`` in evaluation mode over every batch of ``loader``.
+
+    With a communicator of several ranks, each evaluates its part of every batch (the loader's
+    rank) and the sums of losses and errors are added up over the ranks."""
     model.eval()
     total_loss, errors = 0.0, 0
     with tinyres.no_grad():
         for images, labels in loader.epoch():
+            if len(labels) == 0:  # more ranks than images in this batch
+                continue
             logits = model(images)
             total_loss += cross_entropy(logits, labels).item() * len(labels)
             errors += int((logits.data.argmax(axis=1) != labels).sum())
-    return total_loss / loader.num_images, errors / loader.num_images
+    total_loss, errors = comm.allreduce(np.array([total_loss, errors], dtype=np.float64))
+    return float(total_loss) / loader.num_images, float(errors) / loader.num_images
 
 
 def load_run(run_dir, backend="numpy"):
@@ -41,7 +46,7 @@ def load_run(run_dir, backend="numpy"):
     folder = runs.RunDir(run_dir)
     arrays, meta = folder.load_checkpoint()
     config = folder.recorded_config(meta)
-    model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"])
+    model = runs.build_model(config)
     try:
         model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     except (KeyError, ValueError) as error:

@@ -104,6 +104,7 @@ SCHEMA = {
     "stop_after_minutes": (_optional(_number(0)), "null or a number >= 0", None),
     "checkpoint_minutes": (_number(0, low_open=True), "a number > 0", 10.0),
     "progress": (_one_of(True, False), "true or false", True),
+    "sync_bn": (_one_of(True, False), "true or false", True),
 }
 # settings a resumed run may change; the others define the experiment and stay as recorded
 RESUMABLE = {"backend", "iterations", "epochs", "milestones", "eval_every", "data_dir",
@@ -368,6 +369,13 @@ class _DiskFull:
 
 
 # ----- reading runs, for plots and tables --------------------------------------------------------
+
+def build_model(config):
+    """The network a run's settings describe, in their dtype, on the host."""
+    from tinyres.models import cifar_resnet
+
+    return cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"])
+
 
 def run_name(config):
     """'ResNet-56' or 'plain-56'."""

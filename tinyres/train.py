@@ -4,6 +4,7 @@
     python -m tinyres.train --depth 56 --plain           # its plain counterpart
     python -m tinyres.train --depth 110 --backend cupy   # on an NVIDIA GPU (warm-up is on)
     python -m tinyres.train --out runs/r56 --resume      # continue an interrupted run
+    mpiexec -n 2 python -m tinyres.train --depth 56      # data-parallel: 2 processes, 64 images each
 
 Defaults are section 4.2 of He et al. (2015): SGD with momentum 0.9 and weight decay 1e-4 on
 mini-batches of 128, learning rate 0.1 divided by 10 at 32k and 48k iterations, stop at 64k; for
@@ -28,6 +29,13 @@ it), its milestones, the backend, the data location (the same images) and the ev
 checkpoint intervals. A loss, test loss or weight that becomes NaN or infinite stops the run with
 a message, and the last good checkpoint stays. Mistakes (a bad option, a damaged file, a full
 disk, a folder in use) are one line, "error: ...", with the fix, and exit status 2.
+
+Under mpiexec (pip install -e '.[mpi]'), every process ("rank") takes an equal part of each
+mini-batch of --batch-size images, gradients are averaged over the ranks once per step, and rank
+0 alone writes the run directory and prints. --sync-bn (the default) computes batch-norm
+statistics over the whole mini-batch, so any number of ranks trains the network one process
+trains; --no-sync-bn normalises each rank's part on its own, as the paper's two GPUs did. A run
+may resume with another number of ranks (see tinyres/distributed.py and the README).
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
@@ -42,11 +50,10 @@ from collections import deque
 
 import numpy as np
 
-from tinyres import runs
+from tinyres import distributed, runs
 from tinyres.cli import UsageError, reporting_usage_errors
 from tinyres.data import DatasetError, cifar10_loaders
 from tinyres.evaluate import evaluate
-from tinyres.models import cifar_resnet
 from tinyres.nn.functional import cross_entropy
 from tinyres.optim import SGD
 
@@ -55,7 +62,7 @@ DEFAULTS = {
     "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "iterations": None, "epochs": None,
     "milestones": None, "warmup": None, "data_dir": None, "out": None, "seed": 0,
     "eval_every": None, "subset": None, "test_subset": None, "validation": 0, "dtype": "float32",
-    "stop_after_minutes": None, "checkpoint_minutes": 10.0, "progress": True,
+    "stop_after_minutes": None, "checkpoint_minutes": 10.0, "progress": True, "sync_bn": True,
 }
 PAPER_ITERATIONS = 64_000
 PER_INVOCATION = {"stop_after_minutes", "progress"}  # apply to one command, not to the run
@@ -148,6 +155,8 @@ def parse_args(argv=None):
     a("--stop-after-minutes", type=float, help="checkpoint and stop after this much wall time (resume later; 0: after one step)")
     a("--checkpoint-minutes", type=float, help="also checkpoint between evaluations, every this many minutes (default 10)")
     a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (log lines only)")
+    a("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
+      help="under mpiexec: batch-norm statistics over the whole mini-batch, all ranks' images (default), or each rank's own (--no-sync-bn)")
     return p.parse_args(argv)
 
 
@@ -211,17 +220,27 @@ def _check_fresh_folder(run_dir, config):
 class Trainer:
     """One training run: model, optimizer, data, counters, and how to save and restore them."""
 
-    def __init__(self, config, run_dir):
+    def __init__(self, config, run_dir, comm):
         self.config = config
         self.backend = tinyres.get_backend(config["backend"])
-        self.run_dir = run_dir
+        self.comm = comm  # the processes of this run: just this one without mpiexec
+        self.comm.use(self.backend)
+        self.run_dir = run_dir  # written by rank 0 alone
         self.dir = run_dir.path
         tinyres.manual_seed(config["seed"])
-        self.model = cifar_resnet(config["depth"], config["plain"], config["shortcut"]).astype(config["dtype"]).to(self.backend)
+        self.model = runs.build_model(config).to(self.backend)
+        if config["sync_bn"]:
+            distributed.synchronize_batch_norm(self.model, self.comm)
         self.optimizer = SGD(self.model.parameters(), config["lr"], config["momentum"], config["weight_decay"])
-        self.train_data, self.eval_data, self.mean = cifar10_loaders(
-            config["data_dir"], config["batch_size"], self.backend, config["seed"], config["subset"],
-            config["validation"], dtype=config["dtype"], test_subset=config["test_subset"])
+        with self.comm.rank_zero_first():  # rank 0 downloads CIFAR-10 if it must, the others then read it
+            self.train_data, self.eval_data, self.mean = cifar10_loaders(
+                config["data_dir"], config["batch_size"], self.backend, config["seed"], config["subset"],
+                config["validation"], dtype=config["dtype"], test_subset=config["test_subset"],
+                rank=self.comm.rank, ranks=self.comm.size)
+        batch = min(config["batch_size"], self.train_data.num_images)
+        if batch % self.comm.size:
+            raise ValueError(f"a mini-batch of {batch} images does not split evenly over {self.comm.size} processes; "
+                             f"choose a --batch-size divisible by {self.comm.size}, or another number of processes")
         self.batches_per_epoch = len(self.train_data)
         self._resolve_schedule()
         self.iteration = 0
@@ -231,7 +250,8 @@ class Trainer:
         self.wall_seconds = 0.0  # time in the training loop, evaluations included, over all resumes
         self._wall_mark = None
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
-        self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit"
+        self.stop_reason = None  # "interrupted" (Ctrl-C) or "time limit", once every rank agrees
+        self.stop_request = None  # the same, as this process saw it
         self.last_row = None  # the latest metrics row, kept in the checkpoint too
         self.saved_iteration = None  # iteration of the last checkpoint written
         self._saved_at = time.monotonic()
@@ -256,17 +276,25 @@ class Trainer:
 
     # ----- one step -------------------------------------------------------------------------
     def step(self, images, labels):
+        """One SGD step on the mini-batch (this rank's part of it): (its mean loss, its errors)."""
         self.optimizer.lr = self.learning_rate()
         logits = self.model(images)
         loss = cross_entropy(logits, labels)
-        loss_value = loss.item()  # one device-to-host sync per step, for the NaN check and the log
-        if not math.isfinite(loss_value):
-            raise self.diverged(f"the loss became {loss_value}")
+        errors = (logits.data.argmax(axis=1) != labels).sum()
         self.optimizer.zero_grad()
         loss.backward()
+        # One Allreduce averages over the ranks: the gradients, the loss and the error rate, and
+        # per-rank batch-norm statistics (so that every rank keeps the same). Alone, a no-op.
+        measured = self.backend.xp.stack([loss.data, errors.astype(loss.dtype)])
+        shared = [p.grad for p in self.optimizer.parameters if p.grad is not None] + [measured]
+        if not self.config["sync_bn"]:
+            shared += [buffer for _, buffer in self.model.named_buffers()]
+        self.comm.average(shared)
+        loss_value = float(measured[0])  # one device-to-host sync per step, for the NaN check and the log
+        if not math.isfinite(loss_value):
+            raise self.diverged(f"the loss became {loss_value}")
         self.optimizer.step()
-        errors = int((logits.data.argmax(axis=1) != labels).sum())
-        return loss_value, errors
+        return loss_value, round(float(measured[1]) * self.comm.size)
 
     # ----- saving and restoring -------------------------------------------------------------
     def checkpoint_path(self):
@@ -285,6 +313,10 @@ class Trainer:
         if bad:
             raise self.diverged(f"{len(bad)} weight arrays became NaN or infinite ({', '.join(bad[:3])}, ...)")
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
+        self.comm.check_identical(arrays, f"at iteration {self.iteration}")  # weights, statistics, momenta
+        self.saved_iteration, self._saved_at = self.iteration, time.monotonic()
+        if self.comm.rank != 0:  # rank 0 alone writes
+            return
         arrays["data.mean"] = self.mean
         meta = {
             "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
@@ -293,7 +325,6 @@ class Trainer:
             "interval": self.interval, "config": self.config, "row": self.last_row,
         }
         self.run_dir.save_checkpoint(arrays, meta)
-        self.saved_iteration, self._saved_at = self.iteration, time.monotonic()
 
     def restore(self, arrays, meta):
         """Continue from a checkpoint (read by resolve_config), after checking that it belongs to
@@ -316,11 +347,14 @@ class Trainer:
         self.train_seconds, self.interval = meta["train_seconds"], meta["interval"]
         self.wall_seconds, self.last_row = meta["wall_seconds"], meta.get("row")
         self.saved_iteration = self.iteration
-        self.run_dir.repair_metrics(self.iteration, self.last_row)
+        if self.comm.rank == 0:
+            self.run_dir.repair_metrics(self.iteration, self.last_row)
         self.log(f"resumed {self.dir} at iteration {self.iteration}")
 
     # ----- logging ----------------------------------------------------------------------------
     def log(self, message):
+        if self.comm.rank != 0:  # rank 0 alone prints
+            return
         if self.bar is not None:
             self.bar.write(message)
         else:
@@ -339,7 +373,7 @@ class Trainer:
             "train_error": round(self.interval["errors"] / seen, 5),
         }
         for name, loader in self.eval_data.items():
-            loss, error = evaluate(self.model, loader)
+            loss, error = evaluate(self.model, loader, self.comm)
             if not math.isfinite(loss):
                 raise self.diverged(f"the {name} loss became {loss}")
             row[f"{name}_loss"], row[f"{name}_error"] = round(loss, 5), round(error, 5)
@@ -352,7 +386,8 @@ class Trainer:
         self.interval = {"loss": 0.0, "batches": 0, "errors": 0, "images": 0, "seconds": 0.0}
         self.last_row = row
         self.save()  # first the checkpoint, then the row it covers
-        self.run_dir.append_metrics(row)
+        if self.comm.rank == 0:
+            self.run_dir.append_metrics(row)
         val = f" | val err {row['val_error']:.2%}" if "val_error" in row else ""
         self.log(f"iter {self.iteration:6d} | train loss {row['train_loss']:.4f} err {row['train_error']:.2%} | "
                  f"test loss {row['test_loss']:.4f} err {row['test_error']:.2%}{val} | lr {row['lr']:g} | "
@@ -372,7 +407,7 @@ class Trainer:
         c = self.config
         total = c["iterations"]
         deadline = None if c["stop_after_minutes"] is None else time.monotonic() + 60 * c["stop_after_minutes"]
-        self.bar = tqdm(total=total, initial=self.iteration, disable=not c["progress"], dynamic_ncols=True,
+        self.bar = tqdm(total=total, initial=self.iteration, disable=not c["progress"] or self.comm.rank != 0, dynamic_ncols=True,
                         unit="it", smoothing=0.05, file=sys.stderr)
         previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
         self._wall_mark = time.monotonic()
@@ -384,7 +419,7 @@ class Trainer:
                     loss, errors = self.step(images, labels)
                     seconds = time.perf_counter() - began
                     self.iteration += 1
-                    n = len(labels)
+                    n = len(labels) * self.comm.size  # the whole mini-batch
                     self.train_seconds += seconds
                     self.interval["loss"] += loss
                     self.interval["batches"] += 1
@@ -399,11 +434,12 @@ class Trainer:
                     self.bar.update(1)
                     if self.iteration % c["eval_every"] == 0 or self.iteration == total:
                         self.record_evaluation()
-                    elif time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"]:
-                        self.save()
-                    if deadline is not None and time.monotonic() > deadline and self.stop_reason is None:
+                    elif self.comm.agree("due" if time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"] else None):
+                        self.save()  # every rank decides together: saving compares their weights
+                    if deadline is not None and time.monotonic() > deadline and self.stop_request is None:
                         self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
-                        self.stop_reason = "time limit"
+                        self.stop_request = "time limit"
+                    self.stop_reason = self.comm.agree(self.stop_request)  # every rank stops after the same step
                     if self.iteration >= total or self.stop_reason is not None:
                         break
             if self.iteration >= total:
@@ -420,9 +456,9 @@ class Trainer:
 
     def _on_interrupt(self, signum, frame):
         """First Ctrl-C: finish the current step, checkpoint, stop. A second one: stop now."""
-        if self.stop_reason == "interrupted":
+        if self.stop_request == "interrupted":
             raise KeyboardInterrupt
-        self.stop_reason = "interrupted"
+        self.stop_request = "interrupted"
         self.log("interrupted: finishing this step, then saving a checkpoint (Ctrl-C again to abort without saving)")
 
 
@@ -436,10 +472,16 @@ def main(argv=None):
         check_settings(given)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    comm = distributed.world()
     run_dir = runs.RunDir(run_folder(args))
     try:
-        run_dir.claim()
-        return _train(args, run_dir)
+        # rank 0 owns the run directory: it takes the lock, reads the checkpoint and sends the
+        # outcome (the settings and the checkpoint, or the error) to the others
+        outcome = _claim_and_resolve(args, run_dir) if comm.rank == 0 else None
+        outcome = comm.broadcast(outcome)
+        if isinstance(outcome, str):
+            raise UsageError(outcome)
+        return _train(*outcome, run_dir, comm)
     except runs.RunDirError as error:
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -449,11 +491,21 @@ def main(argv=None):
         run_dir.release()
 
 
-def _train(args, run_dir):
-    config, saved = resolve_config(args, run_dir)
+def _claim_and_resolve(args, run_dir):
+    """(config, checkpoint or None) for this command, or the message of the error that stops it."""
+    try:
+        run_dir.claim()
+        return resolve_config(args, run_dir)
+    except runs.RunDirError as error:
+        return str(error)
+    except UsageError as error:
+        return error.message
+
+
+def _train(config, saved, run_dir, comm):
     tinyres.backend.retain_freed_memory()
     try:
-        trainer = Trainer(config, run_dir)
+        trainer = Trainer(config, run_dir, comm)
         runs.check_config(config, "the settings")
         if saved is not None:
             trainer.restore(*saved)
@@ -462,18 +514,21 @@ def _train(args, run_dir):
         raise UsageError(message) from None
     if saved is None or config != saved[1]["config"]:
         trainer.save()  # the checkpoint records the run (and its new settings) before anything else
-    run_dir.write_config(trainer.config)
+    if comm.rank == 0:
+        run_dir.write_config(trainer.config)
     if trainer.iteration >= config["iterations"]:
         trainer.log(f"{run_dir.path} is complete at iteration {trainer.iteration}; nothing to do")
         return 0
-    trainer.log(f"{runs.run_name(config)} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}, "
+    ranks = f" x {comm.size} processes ({'synchronized' if config['sync_bn'] else 'per-process'} batch norm)" if comm.size > 1 else ""
+    trainer.log(f"{runs.run_name(config)} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}{ranks}, "
                 f"{trainer.train_data.num_images} training images, {trainer.batches_per_epoch} batches/epoch, "
                 f"{config['iterations']} iterations, lr {config['lr']} /10 at {trainer.milestones}"
                 f"{', warm-up' if config['warmup'] else ''} -> {trainer.dir}")
     try:
         trainer.run()
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (TrainingDiverged, distributed.RanksDiffer) as error:
+        if comm.rank == 0:
+            print(f"error: {error}", file=sys.stderr)
         return 1
     if trainer.stop_reason == "interrupted":
         return 130
@@ -488,4 +543,4 @@ def _train(args, run_dir):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(distributed.run(main))  # under mpiexec, one rank's error ends every rank

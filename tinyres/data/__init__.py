@@ -1,7 +1,6 @@
 """CIFAR-10: the official binary files (cifar10.py) and batches with the paper's preprocessing
 and augmentation on any backend (loader.py)."""
 
-import numpy as np
 
 from tinyres.data import cifar10
 from tinyres.data.cifar10 import CLASSES, DatasetError, default_data_dir
@@ -9,7 +8,8 @@ from tinyres.data.loader import Loader, pixel_mean
 
 
 def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subset=None,
-                    validation=0, eval_batch_size=500, download=True, dtype="float32", test_subset=None):
+                    validation=0, eval_batch_size=500, download=True, dtype="float32", test_subset=None,
+                    rank=0, ranks=1):
     """The training loader and the evaluation loaders ({"test": ..., "val": ...}) of CIFAR-10.
 
     Args:
@@ -17,6 +17,8 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
         validation: hold out the last ``validation`` training images (the paper's 45k/5k split
             uses 5000) as a validation set, evaluated like the test set.
         test_subset: evaluate on the first ``test_subset`` test images only.
+        rank, ranks: every loader gives this process the rank-th of ``ranks`` parts of each batch
+            (data-parallel training, see loader.py).
     Returns:
         (train_loader, {"test": test_loader[, "val": val_loader]}, mean): mean is the per-pixel
         training mean the loaders subtract (checkpoints keep it for evaluation).
@@ -28,11 +30,12 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
             raise ValueError(f"test_subset must be between 1 and {len(test_x)} images, got {test_subset}")
         test_x, test_y = test_x[:test_subset], test_y[:test_subset]
     mean = pixel_mean(train_x)
+    shard = {"rank": rank, "ranks": ranks}
     train = Loader(train_x, train_y, batch_size, backend, mean, augment=True, shuffle=True, seed=seed,
-                   drop_last=len(train_x) >= batch_size, dtype=dtype)
-    evaluation = {"test": Loader(test_x, test_y, eval_batch_size, backend, mean, dtype=dtype)}
+                   drop_last=len(train_x) >= batch_size, dtype=dtype, **shard)
+    evaluation = {"test": Loader(test_x, test_y, eval_batch_size, backend, mean, dtype=dtype, **shard)}
     if held_out is not None:
-        evaluation["val"] = Loader(*held_out, eval_batch_size, backend, mean, dtype=dtype)
+        evaluation["val"] = Loader(*held_out, eval_batch_size, backend, mean, dtype=dtype, **shard)
     return train, evaluation, mean
 
 

@@ -14,6 +14,13 @@ Backward in training, with g = dL/dy (every x moves mean and var too, hence the 
     dbeta = sum(g),   dgamma = sum(g * x_hat)
     dx = gamma / sqrt(var + eps) * (g - dbeta / M - x_hat * dgamma / M)
 
+Synchronized over processes (``comm``, see tinyres/distributed.py): with the batch split over
+ranks, every sum above runs over all ranks' values, so N ranks compute what one process computes
+on the whole batch. Forward allreduces sum(x) and M, then sum((x - mean)^2) (two passes, as
+here); backward allreduces dbeta and dgamma, which dx needs over the whole batch. The op still
+returns this rank's own dgamma and dbeta: the trainer averages parameter gradients over the
+ranks afterwards, as it does every other parameter's.
+
 Everything works on the (C, M) channel matrix (see common.py), where each statistic is a row
 sum and each channel is independent of the others. So the work is split by channel over the
 CPU cores (NumPy's elementwise work runs on one core), and done with in-place operations: every
@@ -23,11 +30,12 @@ full-size temporary saved is a pass over memory saved. Those fast kernels are
 
 import numbers
 
+from tinyres.backend import backend_of
 from tinyres.nn.functional.common import channel_matrix, check_feature_map, check_inputs, split
 from tinyres.tensor import Tensor
 
 
-def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.1, eps=1e-5):
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.1, eps=1e-5, comm=None):
     """Batch norm of an (N, C, H, W) tensor.
 
     Args:
@@ -35,6 +43,8 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
             May be None in training (then no running statistics are kept).
         weight, bias: the (C,) tensors gamma and beta.
         training: use (and update with) the batch's statistics, else the running ones.
+        comm: a communicator (tinyres.distributed) whose ranks hold the rest of the batch: the
+            statistics in training are those of the whole batch. None: this process's images only.
     """
     _check_batch_norm(x, running_mean, running_var, weight, bias, training, momentum)
     n, channels, height, width = x.shape
@@ -42,7 +52,12 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
     backend = x.backend
     xc = channel_matrix(x.data)  # (C, M)
     gamma, beta = weight.data.reshape(-1, 1), bias.data.reshape(-1, 1)
-    statistics = None if training else (running_mean.reshape(-1, 1), running_var.reshape(-1, 1))
+    synchronized = training and comm is not None and comm.size > 1
+    if synchronized:  # the whole batch's statistics; M counts the values on all ranks
+        mean, var, m = global_statistics(xc, comm)
+        statistics = (mean, var)
+    else:
+        statistics = None if training else (running_mean.reshape(-1, 1), running_var.reshape(-1, 1))
     # mean, var (the batch's in training), x_hat = (x - mean) inv_std, y = gamma x_hat + beta
     mean, var, inv_std, x_hat, y = _normalize_by_channel(xc, gamma, beta, statistics, eps, backend)
     if training and running_mean is not None:
@@ -51,8 +66,13 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
         running_var *= 1 - momentum
         running_var += (momentum * m / (m - 1)) * var.reshape(-1)
 
+    def whole_batch(dbeta, dgamma):  # the sums dx needs, over every rank's share of the batch
+        sums = comm.allreduce(backend.xp.concatenate([dbeta, dgamma]))
+        return sums[:channels], sums[channels:]
+
     def backward(g):  # dbeta = sum(g), dgamma = sum(g x_hat), dx: see the module docstring
-        dx, dgamma, dbeta = _gradients_by_channel(channel_matrix(g), x_hat, gamma, inv_std, training, backend)
+        dx, dgamma, dbeta = _gradients_by_channel(channel_matrix(g), x_hat, gamma, inv_std, training, m, backend,
+                                                  whole_batch if synchronized else None)
         dx = dx.reshape(channels, n, height, width).transpose(1, 0, 2, 3)
         return dx, dgamma.reshape(-1), dbeta.reshape(-1)
 
@@ -87,24 +107,31 @@ def _normalize_by_channel(xc, gamma, beta, statistics, eps, backend):
     return mean, var, inv_std, x_hat, y
 
 
-def _gradients_by_channel(g, x_hat, gamma, inv_std, training, backend):
-    """The backward's fast kernel, on the (C, M) matrix ``g``: dx, dgamma and dbeta by
-    in-place passes, the channels split over the CPU cores."""
-    xp, channels, m = backend.xp, g.shape[0], g.shape[1]
+def _gradients_by_channel(g, x_hat, gamma, inv_std, training, m, backend, whole_batch=None):
+    """The backward's fast kernel, on the (C, M) matrix ``g``: dbeta and dgamma, then dx, by
+    in-place passes, the channels split over the CPU cores. ``whole_batch(dbeta, dgamma)`` gives
+    their sums over all ranks when the batch is synchronized (dx needs those; the returned dbeta
+    and dgamma stay this rank's)."""
+    xp, channels = backend.xp, g.shape[0]
     dx, dgamma, dbeta = xp.empty_like(g), xp.empty((channels, 1), g.dtype), xp.empty((channels, 1), g.dtype)
 
-    def gradients(part):  # one worker's share, a slice of the channels
+    def parameter_gradients(part):  # one worker's share, a slice of the channels
         dbeta[part] = g[part].sum(axis=1, keepdims=True)
         dgamma[part] = xp.einsum("cm,cm->c", g[part], x_hat[part]).reshape(-1, 1)
+
+    backend.parallel_map(parameter_gradients, split(channels, backend.workers))
+    sum_g, sum_g_x_hat = (dbeta, dgamma) if whole_batch is None else whole_batch(dbeta, dgamma)
+
+    def input_gradient(part):
         if training:  # dx = gamma inv_std (g - dbeta/M - x_hat dgamma/M)
-            xp.multiply(x_hat[part], -dgamma[part] / m, out=dx[part])
+            xp.multiply(x_hat[part], -sum_g_x_hat[part] / m, out=dx[part])
             dx[part] += g[part]
-            dx[part] -= dbeta[part] / m
+            dx[part] -= sum_g[part] / m
             dx[part] *= gamma[part] * inv_std[part]
         else:  # the statistics are constants: y is an affine function of x
             xp.multiply(g[part], gamma[part] * inv_std[part], out=dx[part])
 
-    backend.parallel_map(gradients, split(channels, backend.workers))
+    backend.parallel_map(input_gradient, split(channels, backend.workers))
     return dx, dgamma, dbeta
 
 
@@ -123,3 +150,18 @@ def _check_batch_norm(x, running_mean, running_var, weight, bias, training, mome
         raise ValueError(f"batch_norm: momentum must be a number between 0 and 1, got {momentum!r}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+
+
+def global_statistics(xc, comm):
+    """(mean, var, M) of the rows of the (C, M_rank) matrix ``xc`` over the same rows on every rank
+    of ``comm``: M is the number of values of a row on all ranks (a 0-d array), mean and var are
+    (C, 1) arrays. Two passes, as for one process's statistics, so two Allreduces: sum(x) with
+    M_rank, then sum((x - mean)^2)."""
+    xp = backend_of(xc).xp
+    channels, m_rank = xc.shape
+    sums = comm.allreduce(xp.concatenate([xc.sum(axis=1), xp.full(1, m_rank, xc.dtype)]))
+    m = sums[channels]
+    mean = (sums[:channels] / m).reshape(-1, 1)
+    centered = xc - mean
+    var = comm.allreduce(xp.einsum("cm,cm->c", centered, centered)).reshape(-1, 1) / m
+    return mean, var, m
