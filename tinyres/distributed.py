@@ -33,13 +33,13 @@ names CuPy: NCCL is CuPy's, not an array operation.
 
 import contextlib
 import hashlib
-import os
 import sys
 import time
 import traceback
 
 import numpy as np
 
+from tinyres import threads
 from tinyres.backend import backend_of
 from tinyres.nn.batch_norm import BatchNorm2d
 
@@ -224,11 +224,7 @@ class NcclAllreduce:
 
 def launched_processes():
     """How many processes the launcher started (1 without one), from its environment."""
-    for name in LAUNCHED_PROCESSES:
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 1
+    return threads.process_count(LAUNCHED_PROCESSES)
 
 
 _world = None

@@ -22,13 +22,19 @@ LOCAL_PROCESSES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")  # MPICH (Hy
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def local_processes():
-    """How many processes the launcher started on this machine (1 without a launcher)."""
-    for name in LOCAL_PROCESSES:
+def process_count(variables):
+    """The first positive integer among the environment ``variables`` a launcher sets (1 when
+    none is set: no launcher)."""
+    for name in variables:
         value = os.environ.get(name, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
     return 1
+
+
+def local_processes():
+    """How many processes the launcher started on this machine (1 without a launcher)."""
+    return process_count(LOCAL_PROCESSES)
 
 
 def cores():
