@@ -166,3 +166,13 @@ def test_subset_and_validation_split(cifar_dir):
     assert len(train) == 6 and mean.shape == (3, 32, 32)  # the last partial batch is dropped in training
     with pytest.raises(ValueError, match="subset must be between 1 and 100"):
         cifar10_loaders(str(cifar_dir), subset=500, validation=20, download=False)
+
+
+def test_a_data_folder_that_is_a_dangling_link_is_a_clear_error(tmp_path):
+    loop = tmp_path / "data"
+    loop.symlink_to(loop)  # a link to itself: exists() is False, yet the name is taken
+    with pytest.raises(DatasetError, match="is a link to nothing.*--data-dir"):
+        cifar10.load(str(loop))
+    (tmp_path / "gone").symlink_to(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="is a link to nothing"):
+        cifar10.load(str(tmp_path / "gone"))

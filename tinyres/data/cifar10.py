@@ -52,6 +52,9 @@ def locate(data_dir=None, download=True):
     first if needed (see the module docstring). Raises DatasetError saying where to put the
     files when it cannot."""
     data_dir = data_dir or default_data_dir()
+    if os.path.lexists(data_dir) and not os.path.exists(data_dir):
+        raise DatasetError(f"{data_dir} is a link to nothing ({os.readlink(data_dir)!r}, a missing folder or a link to "
+                           f"itself): point --data-dir (or $TINYRES_DATA) at the folder that holds {FOLDER}/")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise DatasetError(f"{data_dir} is a file, not a folder: point --data-dir (or $TINYRES_DATA) at the folder that holds {FOLDER}/ or {ARCHIVE}")
     if any(os.path.isfile(os.path.join(data_dir, name)) for name in TRAIN_FILES + TEST_FILES):
