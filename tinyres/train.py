@@ -417,29 +417,9 @@ class Trainer:
                 for images, labels in self.train_data.epoch(epoch, start):
                     began = time.perf_counter()
                     loss, errors = self.step(images, labels)
-                    seconds = time.perf_counter() - began
                     self.iteration += 1
-                    n = len(labels) * self.comm.size  # the whole mini-batch
-                    self.train_seconds += seconds
-                    self.interval["loss"] += loss
-                    self.interval["batches"] += 1
-                    self.interval["errors"] += errors
-                    self.interval["images"] += n
-                    self.interval["seconds"] += seconds
-                    if self.warmup.update(errors / n):
-                        self.log(f"warm-up done at iteration {self.iteration}: training error below 80%, "
-                                 f"learning rate back to {self.config['lr']}")
-                    self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.optimizer.lr:g}",
-                                         img_s=f"{n / seconds:.0f}", refresh=False)
-                    self.bar.update(1)
-                    if self.iteration % c["eval_every"] == 0 or self.iteration == total:
-                        self.record_evaluation()
-                    elif self.comm.agree("due" if time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"] else None):
-                        self.save()  # every rank decides together: saving compares their weights
-                    if deadline is not None and time.monotonic() > deadline and self.stop_request is None:
-                        self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
-                        self.stop_request = "time limit"
-                    self.stop_reason = self.comm.agree(self.stop_request)  # every rank stops after the same step
+                    self._count(loss, errors, len(labels) * self.comm.size, time.perf_counter() - began)
+                    self._evaluate_save_or_stop(total, deadline)
                     if self.iteration >= total or self.stop_reason is not None:
                         break
             if self.iteration >= total:
@@ -453,6 +433,31 @@ class Trainer:
             signal.signal(signal.SIGINT, previous_handler)
             self.bar.close()
             self.bar = None
+
+    def _count(self, loss, errors, n, seconds):
+        """Add a step of n images to the counters, the warm-up and the progress bar."""
+        self.train_seconds += seconds
+        for key, value in (("loss", loss), ("batches", 1), ("errors", errors), ("images", n), ("seconds", seconds)):
+            self.interval[key] += value
+        if self.warmup.update(errors / n):
+            self.log(f"warm-up done at iteration {self.iteration}: training error below 80%, "
+                     f"learning rate back to {self.config['lr']}")
+        self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.optimizer.lr:g}",
+                             img_s=f"{n / seconds:.0f}", refresh=False)
+        self.bar.update(1)
+
+    def _evaluate_save_or_stop(self, total, deadline):
+        """After a step: evaluate (and checkpoint) on schedule, else checkpoint when it is time;
+        then decide, with every rank, whether to stop (Ctrl-C or --stop-after-minutes)."""
+        c = self.config
+        if self.iteration % c["eval_every"] == 0 or self.iteration == total:
+            self.record_evaluation()
+        elif self.comm.agree("due" if time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"] else None):
+            self.save()  # every rank decides together: saving compares their weights
+        if deadline is not None and time.monotonic() > deadline and self.stop_request is None:
+            self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
+            self.stop_request = "time limit"
+        self.stop_reason = self.comm.agree(self.stop_request)  # every rank stops after the same step
 
     def _on_interrupt(self, signum, frame):
         """First Ctrl-C: finish the current step, checkpoint, stop. A second one: stop now."""
