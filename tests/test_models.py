@@ -7,7 +7,7 @@ import pytest
 import tinyres
 from tinyres import nn
 from tinyres.models import cifar_resnet, imagenet_resnet, summary
-from tinyres.models.blocks import Bottleneck
+from tinyres.models.blocks import Bottleneck, ZeroPadShortcut
 
 QUIET = dict(print_fn=lambda *_: None)
 
@@ -94,6 +94,30 @@ def test_bottleneck_subsamples_in_its_first_1x1_convolution():
     rows = {row.name: row for row in summary(block, (1, 64, 8, 8), **QUIET).rows}
     assert rows["conv1"].output_shape == (1, 32, 4, 4)
     assert rows["conv2"].output_shape == (1, 32, 4, 4)
+
+
+def test_torchvisions_bottleneck_subsamples_in_its_3x3_convolution_and_costs_more():
+    block = Bottleneck(64, 32, stride=2, stride_on="3x3")
+    rows = {row.name: row for row in summary(block, (1, 64, 8, 8), **QUIET).rows}
+    assert rows["conv1"].output_shape == (1, 32, 8, 8)
+    assert rows["conv2"].output_shape == (1, 32, 4, 4)
+    v1_5 = summary(imagenet_resnet(50, stride_on="3x3"), (1, 3, 224, 224), **QUIET)
+    assert v1_5.total_macs == pytest.approx(4.1e9, rel=0.01)
+    assert v1_5.total_params == imagenet_resnet(50).num_parameters()
+    with pytest.raises(ValueError, match="stride_on must be '1x1'.*or '3x3'"):
+        imagenet_resnet(50, stride_on="first")
+
+
+def test_option_a_puts_the_zero_channels_after_the_input_or_on_both_sides():
+    x = tinyres.Tensor(np.arange(1, 1 + 2 * 4 * 4, dtype=np.float64).reshape(1, 2, 4, 4), dtype="float64")
+    end = ZeroPadShortcut(2, 6, 2)(x).numpy()
+    both = ZeroPadShortcut(2, 6, 2, zero_channels="both")(x).numpy()
+    subsampled = x.numpy()[:, :, ::2, ::2]
+    np.testing.assert_array_equal(end[:, :2], subsampled)
+    np.testing.assert_array_equal(both[:, 2:4], subsampled)
+    assert not end[:, 2:].any() and not both[:, :2].any() and not both[:, 4:].any()
+    with pytest.raises(ValueError, match="zero_channels must be 'end'"):
+        cifar_resnet(20, zero_channels="middle")
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["resnet", "plain"])

@@ -1,5 +1,7 @@
-"""The README's tour runs as printed (its GPU lines only where CuPy has a GPU)."""
+"""The README's tour runs as printed (its GPU lines only where CuPy has a GPU, its safetensors
+examples only where safetensors is installed), in a temporary folder (the examples write files)."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -14,18 +16,25 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def test_readme_tour_runs():
+def test_readme_tour_runs(tmp_path, monkeypatch):
     try:
         tinyres.get_backend("cupy")
         gpu = True
     except tinyres.BackendUnavailable:
         gpu = False
+    has_safetensors = importlib.util.find_spec("safetensors") is not None
+    monkeypatch.chdir(tmp_path)
     namespace = {}
     for block in python_blocks():
+        if "safetensors" in block and not has_safetensors:
+            continue
         code = "\n".join(line for line in block.splitlines() if gpu or "cupy" not in line)
         exec(compile(code, str(README), "exec"), namespace)
     assert namespace["loss"].item() > 0
     assert namespace["net"][0].weight.grad.shape == (16, 3, 3, 3)
+    if has_safetensors:  # fine-tuning: the head learns, the frozen network has no gradients
+        assert namespace["losses"][-1] < namespace["losses"][0]
+        assert all(p.grad is None for name, p in namespace["model"].named_parameters() if not name.startswith("fc."))
 
 
 def test_readme_opens_with_the_install_and_test_commands():

@@ -5,6 +5,9 @@
     x = tinyres.Tensor(images)          # (N, C, H, W), float32
     loss = nn.functional.cross_entropy(model(x), labels)
     loss.backward()
+
+    tinyres.save(model.state_dict(), "weights.npz")        # weights, as .npz (no pickle)
+    tinyres.save_safetensors(model, "model.safetensors")   # in PyTorch's names, for PyTorch
 """
 
 import importlib
@@ -32,12 +35,15 @@ from tinyres.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from tinyres.backend import BackendUnavailable, get_backend, manual_seed  # noqa: E402
 from tinyres.tensor import Tensor  # noqa: E402
 from tinyres import nn, optim  # noqa: E402,I001
+from tinyres.checkpoint import load_weights as load, save_weights as save  # noqa: E402
+from tinyres.interchange import load_safetensors, save_safetensors  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable", "GradcheckError", "Tensor", "enable_grad", "get_backend", "gradcheck",
-    "is_grad_enabled", "manual_seed", "nn", "no_grad", "optim",
+    "is_grad_enabled", "load", "load_safetensors", "manual_seed", "nn", "no_grad", "optim", "save",
+    "save_safetensors",
 ]
 
 

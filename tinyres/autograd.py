@@ -130,6 +130,7 @@ def run_backward(root, grad, retain_graph=False):
             )
         input_grads = node.backward(grad)
         inputs = node.inputs
+        _check_grads_tuple(node, input_grads, len(inputs))
         if not retain_graph:  # free what this node saved as soon as it is used
             node.backward, node.inputs = None, ()
         for parent, parent_grad in zip(inputs, input_grads):
@@ -140,6 +141,15 @@ def run_backward(root, grad, retain_graph=False):
                 grads[parent] = grads[parent] + parent_grad  # tensor used twice: add (not +=,
             else:  # since the first grad may be a view of something else)
                 grads[parent] = parent_grad
+
+
+def _check_grads_tuple(node, grads, count):
+    if not isinstance(grads, (tuple, list)) or len(grads) != count:
+        got = f"{len(grads)} gradients" if isinstance(grads, (tuple, list)) else f"type {type(grads).__name__}, not a tuple"
+        raise RuntimeError(
+            f"{node.name} backward returned {got}; it must return a tuple with one gradient (or None) "
+            f"per input of the op, {count} here: write `return (grad_x,)` for an op of one input"
+        )
 
 
 def _check_grad(node, parent, grad):

@@ -1,4 +1,6 @@
-"""Checkpoints as ``.npz`` files: plain arrays plus a JSON header, no pickle.
+"""Checkpoints as ``.npz`` files: plain arrays plus a JSON header, no pickle. A model's weights
+alone go the same way: ``tinyres.save(model.state_dict(), path)`` and
+``model.load_state_dict(tinyres.load(path))`` (:func:`save_weights`, :func:`load_weights`).
 
 A checkpoint is written to ``PATH.tmp``, flushed to disk, then renamed over ``PATH`` (an atomic
 step on POSIX file systems), so a run killed at any moment leaves either the old checkpoint or
@@ -41,6 +43,45 @@ def load(path):
             "restore it from a copy, or start the run again with another --out"
         ) from error
     return arrays, meta
+
+
+def save_weights(state, path):
+    """``tinyres.save``: write a state dict (name -> array or Tensor, e.g. ``model.state_dict()``)
+    to an ``.npz`` file at exactly ``path``, atomically. No pickle: only arrays are stored."""
+    from tinyres.backend import backend_of
+    from tinyres.tensor import Tensor
+
+    if not isinstance(state, dict):
+        raise TypeError(f"tinyres.save: expected a state dict (name -> array), got {type(state).__name__}; "
+                        "save a model's weights with tinyres.save(model.state_dict(), path)")
+    arrays = {}
+    for name, value in state.items():
+        if isinstance(value, Tensor):
+            value = value.numpy()
+        elif not isinstance(value, np.ndarray):
+            try:
+                value = backend_of(value).to_numpy(value)
+            except TypeError:
+                value = np.asarray(value)
+        if value.dtype.kind not in "fiub":
+            raise TypeError(f"tinyres.save: {name!r} is {type(state[name]).__name__} of dtype {value.dtype}; "
+                            "only numeric arrays are saved")
+        arrays[str(name)] = value
+    save(str(path), arrays, {"content": "state dict"})
+
+
+def load_weights(path):
+    """``tinyres.load``: the state dict saved by :func:`save_weights` (or the arrays of any
+    ``.npz`` file), as NumPy arrays; for ``model.load_state_dict(tinyres.load(path))``."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"tinyres.load: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files if name != META_KEY}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"tinyres.load: {path} is damaged or is not an .npz file of arrays "
+                         f"({type(error).__name__}); it is never unpickled") from None
 
 
 def read_json(path):

@@ -120,6 +120,19 @@ class Tensor:
             grad = grad.astype(self.dtype, copy=False)
         autograd.run_backward(self._node(), grad, retain_graph)
 
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place and return self: ``False`` freezes a parameter (ops
+        record no gradient for it and optimizers skip it), ``True`` makes a leaf trainable."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                f"requires_grad_: this tensor was computed by {self.grad_fn.name}, so whether it needs a "
+                "gradient follows from its inputs; set it on a leaf (a parameter), or use x.detach()"
+            )
+        if requires_grad and self.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"requires_grad_: only float32/float64 tensors can require gradients, got {self.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def detach(self):
         """The same data, cut from the graph (no gradient flows through it)."""
         return Tensor(self.data, dtype=self.dtype)

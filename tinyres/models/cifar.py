@@ -7,6 +7,11 @@
     global average pooling, 10-way fully connected layer
 
 n = 3, 5, 7, 9, 18, 200 give the paper's 20, 32, 44, 56, 110 and 1202 layers.
+
+``tinyres.save_safetensors`` writes the weights in the names of the widely used PyTorch port of
+these networks (``conv1``, ``bn1``, ``layer1``..``layer3``, ``linear``), and ``weights=`` loads such
+a file; that port pads option A's zero channels on both sides, so its weights need
+``zero_channels="both"`` (see ``blocks.py``).
 """
 
 import tinyres.nn.functional as F
@@ -17,7 +22,7 @@ PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth, plain=False, shortcut="A", num_classes=10):
+    def __init__(self, depth, plain=False, shortcut="A", num_classes=10, zero_channels="end"):
         super().__init__()
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(
@@ -26,11 +31,12 @@ class CifarResNet(nn.Module):
             )
         blocks = (depth - 2) // 6
         self.depth, self.plain, self.shortcut_option = depth, plain, shortcut
+        self.zero_channels = zero_channels
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.stage1 = make_stage(BasicBlock, 16, 16, blocks, 1, plain, shortcut)
-        self.stage2 = make_stage(BasicBlock, 16, 32, blocks, 2, plain, shortcut)
-        self.stage3 = make_stage(BasicBlock, 32, 64, blocks, 2, plain, shortcut)
+        self.stage1 = make_stage(BasicBlock, 16, 16, blocks, 1, plain, shortcut, zero_channels=zero_channels)
+        self.stage2 = make_stage(BasicBlock, 16, 32, blocks, 2, plain, shortcut, zero_channels=zero_channels)
+        self.stage3 = make_stage(BasicBlock, 32, 64, blocks, 2, plain, shortcut, zero_channels=zero_channels)
         self.fc = nn.Linear(64, num_classes)
 
     def forward(self, x):
@@ -39,6 +45,17 @@ class CifarResNet(nn.Module):
         return self.fc(F.global_avg_pool2d(x))
 
 
-def cifar_resnet(depth, plain=False, shortcut="A", num_classes=10):
-    """ResNet-``depth`` for 32x32 images (``plain=True``: the same net without shortcuts)."""
-    return CifarResNet(depth, plain, shortcut, num_classes)
+def cifar_resnet(depth, plain=False, shortcut="A", num_classes=10, zero_channels="end", weights=None):
+    """ResNet-``depth`` for 32x32 images (``plain=True``: the same net without shortcuts).
+
+    ``zero_channels``: where option A puts its zero channels, ``"end"`` (tinyres) or ``"both"``
+    (the PyTorch port's). ``weights``: a ``.safetensors`` file to load, written by
+    ``tinyres.save_safetensors`` or in the port's names (every name and shape is checked; see
+    ``tinyres.load_safetensors``).
+    """
+    model = CifarResNet(depth, plain, shortcut, num_classes, zero_channels)
+    if weights is not None:
+        from tinyres.interchange import load_safetensors
+
+        load_safetensors(model, weights)
+    return model

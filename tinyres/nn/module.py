@@ -4,8 +4,13 @@ A module finds its parts by looking at its own attributes: every :class:`~tinyre
 parameter, every Module a child, and the names given to :meth:`register_buffer` are buffers
 (plain arrays that are state but not trained, like batch norm's running statistics). Names
 follow attribute paths, e.g. ``stage1.0.conv1.weight``, so ``state_dict`` keys read like code.
+Replacing an attribute replaces the part: ``model.fc = nn.Linear(512, 10)`` gives a new head.
+
+A parameter with ``requires_grad`` False is *frozen*: ops record no gradient for it and the
+optimizer leaves it alone (``model.requires_grad_(False)`` freezes a whole module).
 """
 
+from collections import namedtuple
 from contextlib import contextmanager
 
 import numpy as np
@@ -75,6 +80,25 @@ class Module:
             for name in module._buffers:
                 yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
 
+    def buffers(self):
+        """Every buffer array (batch norm's running statistics, ...), in ``state_dict`` order."""
+        return [array for _, array in self.named_buffers()]
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module, then on this one (children before parents, as
+        PyTorch does), each module once; returns self. For example, an initialisation of your own:
+        ``model.apply(lambda m: m.bias.data.fill(0) if isinstance(m, nn.Linear) else None)``."""
+        for module in self._children_first(set()):
+            fn(module)
+        return self
+
+    def _children_first(self, seen):
+        seen.add(id(self))
+        for child in self.children():
+            if id(child) not in seen:
+                yield from child._children_first(seen)
+        yield self
+
     def num_parameters(self):
         """How many numbers training adjusts."""
         return sum(p.size for p in self.parameters())
@@ -94,6 +118,13 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze (True) every parameter of this module; returns self. A frozen
+        parameter gets no gradient, and the optimizer neither moves it nor decays it."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     # ----- state ----------------------------------------------------------------------------
     def state_dict(self):
         """Every parameter and buffer by name, as NumPy arrays copied to the host."""
@@ -102,26 +133,19 @@ class Module:
             state[name] = backend_of(array).to_numpy(array)
         return state
 
-    def load_state_dict(self, state):
-        """Copy arrays from ``state`` (as made by :meth:`state_dict`) into this module, in place.
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays from ``state`` (as made by :meth:`state_dict`) into this module, in place,
+        converted to each parameter's or buffer's dtype.
 
-        Raises KeyError naming missing or unexpected entries, ValueError naming a shape mismatch.
+        Every name, shape and dtype is checked before anything is copied: on a mismatch nothing
+        is loaded, and a :class:`StateDictError` lists the missing names, the unexpected ones, and
+        those of the wrong shape or of a dtype that is not floating point. With ``strict=False``
+        missing and unexpected names are allowed (and skipped); wrong shapes and dtypes are not.
+        Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``, as PyTorch does.
         """
         targets = dict(self.named_parameters())
         targets.update(self.named_buffers())
-        missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise KeyError(
-                f"load_state_dict: state does not fit {type(self).__name__}: missing {missing}, "
-                f"unexpected {unexpected}"
-            )
-        for name, target in targets.items():
-            array = target.data if isinstance(target, Tensor) else target
-            value = np.asarray(state[name])
-            if value.shape != tuple(array.shape):
-                raise ValueError(f"load_state_dict: {name} has shape {value.shape}, the module expects {tuple(array.shape)}")
-            array[...] = backend_of(array).asarray(value.astype(array.dtype))
-        return self
+        return load_arrays(targets, state, strict, f"load_state_dict: the state does not fit {type(self).__name__}")
 
     def to(self, backend):
         """Move every parameter and buffer to ``backend`` ("numpy" or "cupy"); returns self.
@@ -158,6 +182,56 @@ class Module:
         if not children:
             return f"{type(self).__name__}({self.extra_repr()})"
         return f"{type(self).__name__}(\n" + "\n".join(children) + "\n)"
+
+
+class StateDictError(ValueError):
+    """A state dict that does not fit a module; the message lists every name that is wrong."""
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")
+
+
+def load_arrays(targets, state, strict, what):
+    """Copy ``state[name]`` into each ``targets[name]`` (a Tensor or a backend array), in place,
+    converted to the target's dtype, after checking every name, shape and dtype; on any problem
+    nothing is copied and :class:`StateDictError` says ``what``, then lists them all."""
+    missing = [name for name in targets if name not in state]
+    unexpected = [name for name in state if name not in targets]
+    values, problems = {}, []
+    for name, target in targets.items():
+        if name not in state:
+            continue
+        value = _on_host(state[name])
+        expected = tuple(target.shape)
+        if value.dtype.kind != "f":
+            problems.append(f"{name} has dtype {value.dtype}, not a floating-point one")
+        elif value.shape != expected:
+            problems.append(f"{name} has shape {value.shape}, the module expects {expected}")
+        else:
+            values[name] = value
+    names = strict and (missing or unexpected)
+    if names:
+        problems = ([f"missing {missing}"] if missing else []) + ([f"unexpected {unexpected}"] if unexpected else []) + problems
+    if problems:
+        raise StateDictError(
+            f"{what} (nothing was loaded): {'; '.join(problems)}. Load weights saved from the same "
+            "architecture (depth, shortcut option, number of classes)"
+            + (", or pass strict=False to skip the missing and unexpected names" if names else "")
+        )
+    for name, value in values.items():
+        array = targets[name].data if isinstance(targets[name], Tensor) else targets[name]
+        array[...] = backend_of(array).asarray(value.astype(array.dtype))
+    return IncompatibleKeys(missing, unexpected)
+
+
+def _on_host(value):
+    """A NumPy array of a Tensor, a backend array or anything ``np.asarray`` takes."""
+    if isinstance(value, Tensor):
+        return value.numpy()
+    try:
+        return backend_of(value).to_numpy(value)
+    except TypeError:  # a number, a list, ...
+        return np.asarray(value)
 
 
 @contextmanager

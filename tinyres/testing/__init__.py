@@ -1,2 +1,8 @@
-"""Tools to test ops, yours included: ``gradcheck``, hypothesis ``strategies`` and the
-``strict`` backend that catches code that would break on CuPy."""
+"""Tools to test ops, yours included: ``check_op`` (the suite's checks of an op in one call),
+``gradcheck``, hypothesis ``strategies`` and the ``strict`` backend that catches code that would
+break on CuPy."""
+
+from tinyres.testing.gradcheck import GradcheckError, gradcheck
+from tinyres.testing.op_check import check_op
+
+__all__ = ["GradcheckError", "check_op", "gradcheck"]

@@ -40,6 +40,14 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
     inputs = list(inputs)
     checked = _unique([t for t in inputs if isinstance(t, Tensor) and t.requires_grad])
     if not checked:
+        not_tensors = [(i, t) for i, t in enumerate(inputs) if not isinstance(t, Tensor)]
+        if not_tensors:
+            i, value = not_tensors[0]
+            kind = f"{type(value).__module__}.{type(value).__name__}".replace("builtins.", "")
+            raise TypeError(
+                f"gradcheck: input {i} is a {kind}, not a Tensor, so it has no gradient to check; wrap it: "
+                "tinyres.Tensor(x, requires_grad=True, dtype='float64')"
+            )
         raise ValueError("gradcheck: no input has requires_grad=True, nothing to check")
     position = {id(t): i for i, t in reversed(list(enumerate(inputs)))}  # first place of each tensor
     for tensor in checked:
