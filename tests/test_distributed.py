@@ -361,7 +361,7 @@ def test_two_ranks_with_per_rank_batch_norm_train_what_half_batch_normalisation_
         """One process, each half of the batch normalised on its own: the halves go through the
         network separately from the same running statistics, which are then averaged (as the
         ranks average theirs); the loss is the mean of the halves' mean losses."""
-        self.optimizer.lr = self.learning_rate()
+        self.step_lr = self.optimizer.lr
         buffers = [b for _, b in self.model.named_buffers()]
         start = [b.copy() for b in buffers]
         losses, after = [], []

@@ -190,23 +190,29 @@ def test_multistep_lr_divides_at_each_milestone_as_pytorchs_does():
     assert rates == pytest.approx(their_rates, rel=1e-12)
 
 
-@pytest.mark.parametrize("warmup", [False, True])
-def test_the_schedulers_reproduce_the_trainers_schedule_exactly(warmup):
-    from tinyres.train import WARMUP_WINDOW, Warmup, scheduled_lr
+def papers_rate(base_lr, iteration, milestones, warming_up):
+    """Section 4.2 written out: base_lr / 10 per milestone passed, / 10 more while warming up."""
+    rate = base_lr * 0.1 ** sum(iteration >= m for m in milestones)
+    return rate * 0.1 if warming_up else rate
 
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_the_schedulers_give_the_papers_rates_exactly(warmup):
     base_lr, milestones = 0.1, [150, 220]
     optimizer = SGD(nn.Linear(2, 1).parameters(), lr=base_lr, momentum=0.9)
     scheduler = MultiStepLR(optimizer, milestones, gamma=0.1)
     if warmup:
-        scheduler = WarmupUntilError(scheduler, factor=0.1, error=0.8, window=WARMUP_WINDOW)
-    trainers = Warmup(warmup)
+        scheduler = WarmupUntilError(scheduler, factor=0.1, error=0.8, window=50)
     errors = np.concatenate([np.full(60, 0.9), np.linspace(0.9, 0.5, 60), np.full(180, 0.4)])
+    warming_up, ended_at = warmup, None
     for iteration, error in enumerate(errors):
-        assert optimizer.lr == scheduled_lr(base_lr, iteration, milestones, trainers.active), iteration
+        assert optimizer.lr == papers_rate(base_lr, iteration, milestones, warming_up), iteration
         optimizer.step()
-        trainers.update(error)
         scheduler.step(error) if warmup else scheduler.step()
-    assert not trainers.active
+        recent = errors[max(0, iteration - 49): iteration + 1]
+        if warming_up and len(recent) == 50 and recent.mean() < 0.8:  # the mean of the last 50 batches
+            warming_up, ended_at = False, iteration + 1
+    assert not warming_up and (ended_at is not None) == warmup
 
 
 def test_a_scheduler_resumes_from_its_state_dict():

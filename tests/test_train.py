@@ -23,23 +23,13 @@ def rows(out):
         return list(csv.DictReader(f))
 
 
-def test_learning_rate_schedule_is_the_papers():
-    milestones = [32000, 48000]
-    assert train.scheduled_lr(0.1, 0, milestones) == 0.1
-    assert train.scheduled_lr(0.1, 31999, milestones) == 0.1
-    assert train.scheduled_lr(0.1, 32000, milestones) == pytest.approx(0.01)
-    assert train.scheduled_lr(0.1, 48000, milestones) == pytest.approx(0.001)
-    assert train.scheduled_lr(0.1, 10, milestones, warming_up=True) == pytest.approx(0.01)
-
-
-def test_warmup_ends_when_the_averaged_training_error_drops_below_80_percent():
-    warmup = train.Warmup(active=True)
-    for _ in range(train.WARMUP_WINDOW):
-        assert not warmup.update(0.9)
-    assert warmup.active
-    ended = [warmup.update(0.1) for _ in range(train.WARMUP_WINDOW)]
-    assert any(ended) and not warmup.active
-    assert not train.Warmup(active=False).update(0.99)
+def test_the_trainer_warms_up_until_the_training_error_is_below_80_percent(cifar_dir, tmp_path, capsys):
+    # the random pixels of the test data keep the error near 90%: the warm-up never ends
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "6", "--eval-every", "3", "--warmup") == 0
+    assert [float(r["lr"]) for r in rows(out)] == [pytest.approx(0.01), pytest.approx(0.0001)]
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    assert meta["warming_up"] is True and len(meta["recent_errors"]) == 6
 
 
 def test_defaults_are_the_papers_recipe():

@@ -46,8 +46,6 @@ import os
 import signal
 import sys
 import time
-from collections import deque
-
 import numpy as np
 
 from tinyres import distributed, runs
@@ -55,7 +53,7 @@ from tinyres.cli import UsageError, reporting_usage_errors
 from tinyres.data import DatasetError, cifar10_loaders
 from tinyres.evaluate import evaluate
 from tinyres.nn.functional import cross_entropy
-from tinyres.optim import SGD
+from tinyres.optim import SGD, MultiStepLR, WarmupUntilError
 
 DEFAULTS = {
     "depth": 20, "plain": False, "shortcut": "A", "backend": "numpy", "batch_size": 128,
@@ -66,8 +64,6 @@ DEFAULTS = {
 }
 PAPER_ITERATIONS = 64_000
 PER_INVOCATION = {"stop_after_minutes", "progress"}  # apply to one command, not to the run
-WARMUP_ERROR = 0.8  # the paper's threshold: warm up until the training error is below 80%
-WARMUP_WINDOW = 50  # mini-batches over which that training error is averaged
 
 
 class TrainingDiverged(RuntimeError):
@@ -100,31 +96,6 @@ def check_settings(given):
             parse_milestones(value)
         elif test is not None and value is not None and not test(value):
             raise ValueError(f"--{key.replace('_', '-')} must be {meaning}, got {value}")
-
-
-def scheduled_lr(base_lr, iteration, milestones, warming_up=False):
-    """The paper's step schedule: base_lr / 10 for every milestone passed, and base_lr / 10 while
-    warming up (0.01 for 0.1)."""
-    lr = base_lr * 0.1 ** sum(iteration >= m for m in milestones)
-    return lr * 0.1 if warming_up else lr
-
-
-class Warmup:
-    """Section 4.2, for 110 layers: "we use 0.01 to warm up the training until the training error
-    is below 80% (about 400 iterations), and then go back to 0.1". The error is averaged over the
-    last WARMUP_WINDOW mini-batches so one lucky batch does not end it."""
-
-    def __init__(self, active, recent=()):
-        self.active = active
-        self.recent = deque(recent, maxlen=WARMUP_WINDOW)
-
-    def update(self, batch_error):
-        """Record a mini-batch's error; True when this ends the warm-up."""
-        self.recent.append(batch_error)
-        if self.active and len(self.recent) == WARMUP_WINDOW and np.mean(self.recent) < WARMUP_ERROR:
-            self.active = False
-            return True
-        return False
 
 
 def parse_args(argv=None):
@@ -245,7 +216,8 @@ class Trainer:
         self._resolve_schedule()
         self.iteration = 0
         self.best = {"test_error": None, "iteration": None}
-        self.warmup = Warmup(config["warmup"])
+        self.schedule = self.paper_schedule(config["warmup"])
+        self.step_lr = self.optimizer.lr
         self.train_seconds = 0.0  # time in training steps
         self.wall_seconds = 0.0  # time in the training loop, evaluations included, over all resumes
         self._wall_mark = None
@@ -271,13 +243,33 @@ class Trainer:
             c["warmup"] = c["depth"] >= 110
 
     # ----- the schedule ---------------------------------------------------------------------
-    def learning_rate(self):
-        return scheduled_lr(self.config["lr"], self.iteration, self.milestones, self.warmup.active)
+    def paper_schedule(self, warming_up, recent_errors=()):
+        """Section 4.2: the learning rate divided by 10 at each milestone and, for the warm-up, by
+        10 more until the training error is below 80% (tinyres/lr_scheduler.py), set for the step
+        after ``self.iteration``."""
+        schedule = MultiStepLR(self.optimizer, self.milestones, gamma=0.1)
+        schedule.load_state_dict({**schedule.state_dict(), "last_epoch": self.iteration})
+        if not self.config["warmup"]:
+            return schedule
+        warmup = WarmupUntilError(schedule, factor=0.1, error=0.8, window=50)
+        warmup.load_state_dict({**warmup.state_dict(), "active": warming_up, "recent": list(recent_errors)})
+        return warmup
+
+    def warming_up(self):
+        return getattr(self.schedule, "active", False)
+
+    def advance_schedule(self, batch_error):
+        """After a step: count it, and set the rate of the next (the warm-up looks at the error)."""
+        was_warming_up = self.warming_up()
+        self.schedule.step(batch_error) if self.config["warmup"] else self.schedule.step()
+        if was_warming_up and not self.warming_up():
+            self.log(f"warm-up done at iteration {self.iteration}: training error below 80%, "
+                     f"learning rate back to {self.config['lr']}")
 
     # ----- one step -------------------------------------------------------------------------
     def step(self, images, labels):
         """One SGD step on the mini-batch (this rank's part of it): (its mean loss, its errors)."""
-        self.optimizer.lr = self.learning_rate()
+        self.step_lr = self.optimizer.lr  # set by the schedule; logged as the last step's rate
         logits = self.model(images)
         loss = cross_entropy(logits, labels)
         errors = (logits.data.argmax(axis=1) != labels).sum()
@@ -319,8 +311,8 @@ class Trainer:
             return
         arrays["data.mean"] = self.mean
         meta = {
-            "iteration": self.iteration, "best": self.best, "warming_up": self.warmup.active,
-            "recent_errors": list(self.warmup.recent), "train_seconds": self.train_seconds,
+            "iteration": self.iteration, "best": self.best, "warming_up": self.warming_up(),
+            "recent_errors": list(getattr(self.schedule, "recent", [])), "train_seconds": self.train_seconds,
             "wall_seconds": self._wall_now(), "train_images": self.train_data.num_images,
             "interval": self.interval, "config": self.config, "row": self.last_row,
         }
@@ -343,7 +335,7 @@ class Trainer:
             raise ValueError(f"{self.checkpoint_path()} does not fit {runs.run_name(c)} ({error}); it was damaged or "
                              "comes from another run: put back the run's own checkpoint") from None
         self.iteration, self.best = meta["iteration"], meta["best"]
-        self.warmup = Warmup(meta["warming_up"], meta["recent_errors"])
+        self.schedule = self.paper_schedule(meta["warming_up"], meta["recent_errors"])
         self.train_seconds, self.interval = meta["train_seconds"], meta["interval"]
         self.wall_seconds, self.last_row = meta["wall_seconds"], meta.get("row")
         self.saved_iteration = self.iteration
@@ -368,7 +360,7 @@ class Trainer:
         row = {
             "iteration": self.iteration,
             "epoch": round(self.iteration / self.batches_per_epoch, 3),
-            "lr": float(f"{self.optimizer.lr:.6g}"),  # the last step's
+            "lr": float(f"{self.step_lr:.6g}"),  # the last step's
             "train_loss": round(self.interval["loss"] / max(self.interval["batches"], 1), 5),
             "train_error": round(self.interval["errors"] / seen, 5),
         }
@@ -435,14 +427,12 @@ class Trainer:
             self.bar = None
 
     def _count(self, loss, errors, n, seconds):
-        """Add a step of n images to the counters, the warm-up and the progress bar."""
+        """Add a step of n images to the counters, the schedule and the progress bar."""
         self.train_seconds += seconds
         for key, value in (("loss", loss), ("batches", 1), ("errors", errors), ("images", n), ("seconds", seconds)):
             self.interval[key] += value
-        if self.warmup.update(errors / n):
-            self.log(f"warm-up done at iteration {self.iteration}: training error below 80%, "
-                     f"learning rate back to {self.config['lr']}")
-        self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.optimizer.lr:g}",
+        self.advance_schedule(errors / n)
+        self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{errors / n:.1%}", lr=f"{self.step_lr:g}",
                              img_s=f"{n / seconds:.0f}", refresh=False)
         self.bar.update(1)
 
