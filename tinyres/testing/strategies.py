@@ -51,44 +51,30 @@ def _spaced(shape, low, high):
     return values.map(lambda v: np.array(v, dtype=np.float64).reshape(shape))
 
 
-def _window(draw, max_kernel, max_padding, max_size):
-    """A kernel, a padding (``max_padding`` is a number or a function of the kernel side) and an
-    input size on which the padded kernel fits, per axis."""
+def _window(draw, max_batch, max_size, max_kernel, max_stride, max_padding):
+    """What conv and pooling geometries share: a batch size, and a kernel, stride, padding
+    (``max_padding`` is a number or a function of the kernel side) and input size on which the
+    padded kernel fits, per axis."""
     kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
     limit = max_padding if callable(max_padding) else (lambda k: max_padding)
     padding = tuple(draw(st.integers(0, limit(k))) for k in kernel)
-    size = tuple(draw(st.integers(max(1, k - 2 * p), max_size)) for k, p in zip(kernel, padding))
-    return kernel, padding, size
+    height, width = (draw(st.integers(max(1, k - 2 * p), max_size)) for k, p in zip(kernel, padding))
+    stride = (draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
+    return dict(batch=draw(st.integers(1, max_batch)), height=height, width=width, kernel_size=kernel,
+                stride=stride, padding=padding)
 
 
 @st.composite
 def conv_geometries(draw, max_batch=2, max_channels=3, max_size=7, max_kernel=4, max_stride=3, max_padding=2):
     """Valid conv2d geometries: any kernel (square or not), stride and padding that fit."""
-    kernel, padding, (height, width) = _window(draw, max_kernel, max_padding, max_size)
-    return ConvGeometry(
-        batch=draw(st.integers(1, max_batch)),
-        in_channels=draw(st.integers(1, max_channels)),
-        out_channels=draw(st.integers(1, max_channels)),
-        height=height,
-        width=width,
-        kernel_size=kernel,
-        stride=(draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))),
-        padding=padding,
-    )
+    window = _window(draw, max_batch, max_size, max_kernel, max_stride, max_padding)
+    return ConvGeometry(in_channels=draw(st.integers(1, max_channels)), out_channels=draw(st.integers(1, max_channels)), **window)
 
 
 @st.composite
 def pool_geometries(draw, max_batch=2, max_channels=2, max_size=6, max_kernel=3, max_stride=3):
     """Valid pooling geometries (padding at most half the window, as PyTorch requires)."""
-    kernel, padding, (height, width) = _window(draw, max_kernel, lambda k: k // 2, max_size)
-    geometry = PoolGeometry(
-        batch=draw(st.integers(1, max_batch)),
-        channels=draw(st.integers(1, max_channels)),
-        height=height,
-        width=width,
-        kernel_size=kernel,
-        stride=(draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))),
-        padding=padding,
-    )
-    assume(geometry.batch * geometry.channels * height * width <= 64)
+    window = _window(draw, max_batch, max_size, max_kernel, max_stride, lambda k: k // 2)
+    geometry = PoolGeometry(channels=draw(st.integers(1, max_channels)), **window)
+    assume(geometry.batch * geometry.channels * geometry.height * geometry.width <= 64)
     return geometry
