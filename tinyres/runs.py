@@ -359,9 +359,8 @@ class _DiskFull:
         if not isinstance(error, OSError) or error.errno not in DISK_FULL:
             return False
         path = self.run_dir.file(self.name)
-        for partial in (path + ".tmp",):
-            if os.path.exists(partial):
-                os.remove(partial)
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
         free = shutil.disk_usage(self.run_dir.path).free
         raise RunDirError(f"the disk is full: writing {path} needs about {self.needed / 1e6:.1f} MB, "
                           f"{free / 1e6:.1f} MB are free. The previous {self.name} is intact; free "
