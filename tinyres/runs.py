@@ -29,6 +29,7 @@ In ``metrics.csv`` the test columns are measured at the row's iteration, but ``t
 training saw along the way rather than evaluating the training set again).
 """
 
+import contextlib
 import csv
 import errno
 import json
@@ -342,29 +343,21 @@ class RunDir:
         if os.path.isdir(self.file(name)):
             raise RunDirError(f"{self.file(name)} is a folder; the run keeps a file there. Move the folder away")
 
+    @contextlib.contextmanager
     def _disk_full_is_an_error(self, name, needed):
-        return _DiskFull(self, name, needed)
-
-
-class _DiskFull:
-    """Turns a full disk during a write into a RunDirError, with the partial file removed."""
-
-    def __init__(self, run_dir, name, needed):
-        self.run_dir, self.name, self.needed = run_dir, name, needed
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, trace):
-        if not isinstance(error, OSError) or error.errno not in DISK_FULL:
-            return False
-        path = self.run_dir.file(self.name)
-        if os.path.exists(path + ".tmp"):
-            os.remove(path + ".tmp")
-        free = shutil.disk_usage(self.run_dir.path).free
-        raise RunDirError(f"the disk is full: writing {path} needs about {self.needed / 1e6:.1f} MB, "
-                          f"{free / 1e6:.1f} MB are free. The previous {self.name} is intact; free "
-                          "some space, then continue with --resume") from None
+        """Turn a full disk during a write of ``name`` into a RunDirError, the partial file removed."""
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
+            path = self.file(name)
+            if os.path.exists(path + ".tmp"):
+                os.remove(path + ".tmp")
+            free = shutil.disk_usage(self.path).free
+            raise RunDirError(f"the disk is full: writing {path} needs about {needed / 1e6:.1f} MB, "
+                              f"{free / 1e6:.1f} MB are free. The previous {name} is intact; free "
+                              "some space, then continue with --resume") from None
 
 
 # ----- reading runs, for plots and tables --------------------------------------------------------
