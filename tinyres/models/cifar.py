@@ -45,17 +45,40 @@ class CifarResNet(nn.Module):
         return self.fc(F.global_avg_pool2d(x))
 
 
-def cifar_resnet(depth, plain=False, shortcut="A", num_classes=10, zero_channels="end", weights=None):
+def cifar_resnet(depth, plain=False, shortcut="A", num_classes=10, zero_channels="end", weights=None,
+                 pretrained=False):
     """ResNet-``depth`` for 32x32 images (``plain=True``: the same net without shortcuts).
 
     ``zero_channels``: where option A puts its zero channels, ``"end"`` (tinyres) or ``"both"``
     (the PyTorch port's). ``weights``: a ``.safetensors`` file to load, written by
     ``tinyres.save_safetensors`` or in the port's names (every name and shape is checked; see
     ``tinyres.load_safetensors``).
+
+    ``pretrained=True``: the CIFAR-10 weights tinyres's reproduction runs trained, shipped with the
+    package and checked against their SHA-256 (``tinyres.models.pretrained``); the model's
+    ``pixel_mean`` is then the per-pixel mean to subtract from images scaled to [0, 1]. Shipped:
+    {shipped}.
     """
+    if pretrained and weights is not None:
+        raise ValueError("cifar_resnet: give pretrained=True or weights=FILE, not both")
     model = CifarResNet(depth, plain, shortcut, num_classes, zero_channels)
+    if pretrained:
+        from tinyres.models.pretrained import load_pretrained
+
+        load_pretrained(model)
     if weights is not None:
         from tinyres.interchange import load_safetensors
 
         load_safetensors(model, weights)
     return model
+
+
+def _state_what_is_shipped():
+    # the test errors live once, in pretrained.SHIPPED; help(cifar_resnet) shows them
+    from tinyres.models import pretrained
+
+    if cifar_resnet.__doc__:  # (None under python -OO)
+        cifar_resnet.__doc__ = cifar_resnet.__doc__.replace("{shipped}", pretrained.describe())
+
+
+_state_what_is_shipped()

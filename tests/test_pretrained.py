@@ -1,0 +1,101 @@
+"""cifar_resnet(pretrained=True): weights exported from a finished run load into the same network
+and reproduce its outputs; a damaged file, another network and an unfinished run are refused."""
+
+import os
+
+import numpy as np
+import pytest
+
+import tinyres
+from tinyres import train
+from tinyres.evaluate import load_run
+from tinyres.models import cifar_resnet, pretrained
+
+
+@pytest.fixture
+def finished_run(cifar_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    train.main(["--depth", "8", "--subset", "48", "--batch-size", "8", "--iterations", "4", "--eval-every", "2",
+                "--no-progress", "--data-dir", str(cifar_dir), "--out", run_dir])
+    return run_dir
+
+
+@pytest.fixture
+def shipped(finished_run, tmp_path, monkeypatch):
+    """The finished depth-8 run exported into a weights folder and listed in SHIPPED."""
+    folder = str(tmp_path / "weights")
+    depth, entry = pretrained.export(finished_run, folder)
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", folder)
+    monkeypatch.setitem(pretrained.SHIPPED, depth, entry)
+    return finished_run, os.path.join(folder, entry.file), entry
+
+
+def test_pretrained_network_computes_what_the_run_trained(shipped):
+    run_dir, _, entry = shipped
+    trained, _, meta, mean = load_run(run_dir)
+    model = cifar_resnet(8, pretrained=True)
+    x = np.random.default_rng(0).random((6, 3, 32, 32)).astype(np.float32) - mean
+    with tinyres.no_grad():
+        ours = model.eval()(tinyres.Tensor(x)).numpy()
+        theirs = trained.eval()(tinyres.Tensor(x)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.pixel_mean, mean)
+    assert entry.iterations == meta["iteration"] == 4 and entry.run == "run"
+
+
+def test_shipped_entry_states_the_runs_last_test_error(shipped):
+    run_dir, _, entry = shipped
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        last = f.read().splitlines()[-1].split(",")
+    header = open(os.path.join(run_dir, "metrics.csv")).readline().strip().split(",")
+    assert entry.test_error == pytest.approx(float(last[header.index("test_error")]))
+    assert f"{entry.test_error:.2%} test error after 4 iterations" in pretrained.describe()
+
+
+def test_a_changed_file_fails_its_checksum_and_nothing_is_loaded(shipped):
+    _, path, _ = shipped
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match="is not the file that was shipped .*reinstall tinyres"):
+        cifar_resnet(8, pretrained=True)
+
+
+def test_depths_and_variants_without_shipped_weights_are_refused_with_what_is_shipped(shipped):
+    with pytest.raises(ValueError, match=r"no weights are shipped for depth 14. Shipped: ResNet-8: "):
+        cifar_resnet(14, pretrained=True)
+    for kwargs in [{"plain": True}, {"shortcut": "B"}, {"num_classes": 100}, {"zero_channels": "both"}]:
+        with pytest.raises(ValueError, match="the shipped weights are for ResNets with the defaults"):
+            cifar_resnet(8, pretrained=True, **kwargs)
+    with pytest.raises(ValueError, match="not both"):
+        cifar_resnet(8, pretrained=True, weights="x.safetensors")
+
+
+def test_the_command_writes_the_file_and_prints_its_entry(finished_run, tmp_path, capsys):
+    folder = str(tmp_path / "weights")
+    before = dict(pretrained.SHIPPED)
+    assert pretrained.main([finished_run, "--folder", folder]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {folder}/cifar10-resnet8.npz" in out and "    8: Shipped(file='cifar10-resnet8.npz', sha256='" in out
+    assert pretrained.sha256(os.path.join(folder, "cifar10-resnet8.npz")) in out
+    assert pretrained.SHIPPED == before  # the command prints the entry; a person adds it
+
+
+def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    train.main(["--depth", "8", "--subset", "48", "--batch-size", "8", "--iterations", "6", "--eval-every", "1",
+                "--stop-after-minutes", "0", "--no-progress", "--data-dir", str(cifar_dir), "--out", run_dir])
+    with pytest.raises(ValueError, match="is not finished"):
+        pretrained.export(run_dir, str(tmp_path / "weights"))
+    assert pretrained.main([run_dir, "--folder", str(tmp_path / "weights")]) == 2
+    assert "is not finished" in capsys.readouterr().err
+
+
+def test_every_shipped_file_is_in_the_package_with_its_checksum():
+    # what the package really ships (empty until the reproduction runs finish)
+    for depth, entry in pretrained.SHIPPED.items():
+        path = os.path.join(pretrained.WEIGHTS_DIR, entry.file)
+        assert pretrained.sha256(path) == entry.sha256, path
+        assert cifar_resnet(depth, pretrained=True).pixel_mean.shape == (3, 32, 32)

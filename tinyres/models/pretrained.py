@@ -1,0 +1,132 @@
+"""Weights trained by tinyres's own reproduction runs, shipped inside the package.
+
+    model = cifar_resnet(20, pretrained=True).eval()
+    x = images.astype(np.float32) / 255 - model.pixel_mean       # uint8 images, (N, 3, 32, 32)
+    labels = model(tinyres.Tensor(x)).data.argmax(axis=1)
+
+The networks were trained as the paper trains them (its CIFAR-10 recipe, section 4.2), with the
+inputs scaled to [0, 1] and the training set's per-pixel mean subtracted; that mean travels in the
+file and is set on the model as ``pixel_mean``. Each file is the final checkpoint of one run in
+``results/`` (whose ``log.txt`` gives the date, machine, commit and command), made by
+
+    python -m tinyres.models.pretrained results/cpu-resnet20-16k
+
+which writes the file into ``tinyres/models/weights/`` and prints the line of ``SHIPPED`` below
+that describes it. A file is checked against its SHA-256 before it is read.
+"""
+
+import argparse
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyres import checkpoint
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MEAN_KEY = "pixel_mean"
+
+
+@dataclass(frozen=True)
+class Shipped:
+    file: str  # in WEIGHTS_DIR
+    sha256: str
+    test_error: float  # on the 10,000 CIFAR-10 test images, at the run's last iteration
+    iterations: int  # of 128 images
+    run: str  # the run directory in the repository's results/
+
+
+# depth -> the shipped ResNet of that depth (option A shortcuts, 10 classes). Filled in as the
+# reproduction runs converge (see results/README.md); nothing here is a placeholder.
+SHIPPED = {}
+
+
+def describe():
+    """One line per shipped network, for docstrings and error messages."""
+    if not SHIPPED:
+        return "none yet (the reproduction runs in results/ have not finished)"
+    return "; ".join(f"ResNet-{depth}: {entry.test_error:.2%} test error after {entry.iterations} iterations "
+                     f"({entry.run})" for depth, entry in sorted(SHIPPED.items()))
+
+
+def load_pretrained(model):
+    """Load the shipped weights of ``model``'s depth into ``model`` (a ResNet as built by
+    ``cifar_resnet`` with its defaults) and set ``model.pixel_mean``; returns ``model``."""
+    if model.plain or model.shortcut_option != "A" or model.zero_channels != "end" or model.fc.weight.shape[0] != 10:
+        raise ValueError(
+            "cifar_resnet(pretrained=True): the shipped weights are for ResNets with the defaults "
+            "(plain=False, shortcut='A', num_classes=10, zero_channels='end'); build the network with those"
+        )
+    entry = SHIPPED.get(model.depth)
+    if entry is None:
+        raise ValueError(f"cifar_resnet(pretrained=True): no weights are shipped for depth {model.depth}. "
+                         f"Shipped: {describe()}")
+    path = os.path.join(WEIGHTS_DIR, entry.file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cifar_resnet(pretrained=True): {path} is missing from this installation; "
+                                "reinstall tinyres")
+    found = sha256(path)
+    if found != entry.sha256:
+        raise ValueError(f"cifar_resnet(pretrained=True): {path} is not the file that was shipped (SHA-256 "
+                         f"{found[:12]}..., expected {entry.sha256[:12]}...); it is damaged or was replaced: "
+                         "reinstall tinyres")
+    arrays = checkpoint.load_weights(path)
+    mean = arrays.pop(MEAN_KEY)
+    model.load_state_dict(arrays)
+    model.pixel_mean = mean
+    return model
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export(run_dir, folder=WEIGHTS_DIR):
+    """Write the final weights of the finished ResNet run in ``run_dir`` (float32, with the
+    training set's pixel mean) to ``folder``; returns (depth, the :class:`Shipped` entry that
+    describes the file)."""
+    from tinyres import runs
+    from tinyres.evaluate import load_run
+
+    run = runs.load(run_dir).require_metrics()
+    config = run.config
+    if config["plain"] or config["shortcut"] != "A":
+        raise ValueError(f"{run_dir} trained {run.name} with shortcut {config['shortcut']}; only ResNets with "
+                         "option A shortcuts (cifar_resnet's default) are shipped")
+    model, _, meta, mean = load_run(run_dir)
+    if not run.complete or meta["iteration"] != config["iterations"]:
+        raise ValueError(f"{run_dir} is not finished ({run.state}; checkpoint at iteration {meta['iteration']}): "
+                         "ship only the weights of a run that reached its planned length")
+    arrays = {name: value.astype(np.float32) for name, value in model.state_dict().items()}
+    arrays[MEAN_KEY] = np.asarray(mean, np.float32)
+    os.makedirs(folder, exist_ok=True)
+    name = f"cifar10-resnet{config['depth']}.npz"
+    checkpoint.save_weights(arrays, os.path.join(folder, name))
+    return config["depth"], Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
+                                    int(meta["iteration"]), os.path.basename(os.path.normpath(run_dir)))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinyres.models.pretrained",
+                                     description="Write a finished run's weights for shipping, and print its SHIPPED entry.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--folder", default=WEIGHTS_DIR, help="where to write the file (default: the package's)")
+    args = parser.parse_args(argv)
+    try:
+        depth, entry = export(args.run_dir, args.folder)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {os.path.join(args.folder, entry.file)}; add to SHIPPED in {__file__}:")
+    print(f"    {depth}: {entry!r},")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
