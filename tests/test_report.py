@@ -1,0 +1,62 @@
+"""tinyres.report: the results table's rows come from the run directories' own files."""
+
+import os
+
+import pytest
+
+from tinyres import report, train
+
+
+@pytest.fixture
+def two_runs(cifar_dir, tmp_path):
+    """A finished ResNet-8 and an unfinished plain-8, evaluated every 2 iterations."""
+    common = ["--depth", "8", "--subset", "48", "--batch-size", "8", "--eval-every", "2", "--no-progress",
+              "--data-dir", str(cifar_dir)]
+    resnet, plain = str(tmp_path / "resnet8"), str(tmp_path / "plain8")
+    train.main(common + ["--iterations", "4", "--out", resnet])
+    train.main(common + ["--iterations", "8", "--plain", "--stop-after-minutes", "0", "--out", plain])
+    train.main(common + ["--iterations", "8", "--plain", "--resume", "--out", plain, "--stop-after-minutes", "0"])
+    with open(os.path.join(resnet, "log.txt"), "w") as f:
+        f.write("# 2026-12-01T10:00Z | 2 cores (Some CPU) | commit aaaaaaa\n# numpy ...\nlog lines\n"
+                "# 2026-12-02T10:00Z | 2 cores (Some CPU) | commit bbbbbbb\n# python -m tinyres.train ...\n")
+    return resnet, plain
+
+
+def metrics(path):
+    with open(os.path.join(path, "metrics.csv")) as f:
+        header, *rows = [line.strip().split(",") for line in f]
+    return [dict(zip(header, row)) for row in rows]
+
+
+def test_a_row_holds_the_last_evaluation_its_time_and_speed_and_the_papers_number(two_runs):
+    resnet, _ = two_runs
+    last = metrics(resnet)[-1]
+    [row] = report.table_rows([resnet])
+    seconds = float(last["train_seconds"])
+    assert row[:5] == ["`resnet8`", "ResNet-8", "4 of 4", f"{float(last['train_error']):.2%}",
+                       f"{float(last['test_error']):.2%}"]
+    assert row[5] == f"{seconds / 3600:.1f} h" and row[6] == f"{4 * 8 / seconds:.0f}"
+    assert row[7] == "2 cores (Some CPU); 2 segments, commits aaaaaaa..bbbbbbb"
+    assert row[8] == "—"  # no ResNet-8 in Table 6
+
+
+def test_paper_numbers_are_table_6s_for_resnets_only():
+    assert report.PAPER_TEST_ERROR[20] == 8.75 and report.PAPER_TEST_ERROR[56] == 6.97
+
+
+def test_at_picks_an_earlier_evaluation_and_names_the_missing_one(two_runs):
+    _, plain = two_runs
+    rows = metrics(plain)
+    [row] = report.table_rows([plain], at=int(rows[0]["iteration"]))
+    assert row[1] == "plain-8" and row[2] == f"{rows[0]['iteration']} of 8" and row[4] == f"{float(rows[0]['test_error']):.2%}"
+    assert row[7] == "(not logged)"
+    with pytest.raises(ValueError, match="logged no evaluation at iteration 3 "):
+        report.table_rows([plain], at=3)
+
+
+def test_the_command_prints_a_markdown_table_or_one_error_line(two_runs, tmp_path, capsys):
+    assert report.main(list(two_runs)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| run | network |") and all(line.count("|") == 10 for line in lines)
+    assert report.main([str(tmp_path / "nothing")]) == 2
+    assert "does not exist: give a run directory" in capsys.readouterr().err
