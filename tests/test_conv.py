@@ -41,6 +41,26 @@ def test_im2col_columns_are_the_patches(backend, g, data):
                 np.testing.assert_array_equal(cols[:, :, :, n, h, v], xp[n, :, h * sh : h * sh + kh, v * sw : v * sw + kw])
 
 
+@given(st.sampled_from([(1, 1), (3, 3), (5, 5), (3, 1), (1, 5)]), st.integers(1, 3), st.integers(1, 3),
+       st.integers(1, 7), st.integers(1, 7), st.booleans(), st.data())
+def test_same_size_fast_path_unfolds_exactly_what_im2col_does(backend, kernel, batch, channels, height, width,
+                                                              stored_channel_major, data):
+    # conv2d's whole-channel shifted copies (_im2col_same_size) against the teaching im2col, on
+    # inputs stored channel-major (activations) and batch-major (a network's input images)
+    from tinyres.nn.functional.conv import _unfold_into_scratch
+
+    padding = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+    if stored_channel_major:
+        x = data.draw(tst.arrays((channels, batch, height, width))).transpose(1, 0, 2, 3)
+    else:
+        x = data.draw(tst.arrays((batch, channels, height, width)))
+    xb = backend.asarray(x)
+    if stored_channel_major:  # keep the device copy channel-major as well
+        xb = backend.asarray(np.ascontiguousarray(x.transpose(1, 0, 2, 3))).transpose(1, 0, 2, 3)
+    expected = host(F.im2col(xb, kernel, (1, 1), padding))
+    np.testing.assert_array_equal(host(_unfold_into_scratch(xb, kernel, (1, 1), padding)), expected)
+
+
 @given(tst.conv_geometries(), st.data())
 def test_col2im_is_the_adjoint_of_im2col(backend, g, data):
     # <im2col(x), C> = <x, col2im(C)> for all x, C: exactly what backpropagation needs

@@ -39,7 +39,9 @@ Two more things make it fast on NumPy, neither changes the math:
   NumPy copies use one core, the matrix products already use all of them;
 - the big temporaries (the cols matrix, padded images) live in reusable scratch buffers
   (``_unfold_into_scratch``, ``_padded_scratch``, at the end of this file): allocating a fresh
-  75 MB array costs ~10 ms of page faults per call on the CPU.
+  75 MB array costs ~10 ms of page faults per call on the CPU;
+- when the output has the input's size (stride 1, 3x3 with padding 1), each row of cols is a
+  whole channel shifted by a fixed number of pixels, copied in one piece (``_im2col_same_size``).
 """
 
 import math
@@ -167,8 +169,47 @@ def _unfold_into_scratch(array, kernel, stride, padding):
     uses each result in one matrix product, at once)."""
     (kh, kw), backend = kernel, backend_of(array)
     n, channels, height, width = array.shape
-    rows, columns = channels * kh * kw, n * output_size(height, kh, stride[0], padding[0]) * output_size(width, kw, stride[1], padding[1])
-    return im2col(array, kernel, stride, padding, out=_scratch.get("conv2d.cols", (rows, columns), array.dtype, backend))
+    out_h, out_w = output_size(height, kh, stride[0], padding[0]), output_size(width, kw, stride[1], padding[1])
+    out = _scratch.get("conv2d.cols", (channels * kh * kw, n * out_h * out_w), array.dtype, backend)
+    if stride == (1, 1) and (out_h, out_w) == (height, width):
+        return _im2col_same_size(array, kernel, padding, out)
+    return im2col(array, kernel, stride, padding, out=out)
+
+
+def _im2col_same_size(x, kernel, padding, out):
+    """im2col for a stride-1 convolution whose output has the input's size (3x3 with padding 1:
+    almost every convolution of a ResNet, forward and backward), in whole-channel copies.
+
+    Flatten each channel of the channel-major input over (n, h, w). Kernel offset (i, j) reads
+    the pixel (h + di, w + dj), di = i - ph, dj = j - pw, which in the flat index is the pixel
+    s = di * W + dj further on. So row (c, i, j) of cols is channel c shifted by s: one copy of
+    N*H*W - |s| values, instead of one copy per image row with a padded image in between.
+    Where the true pixel lies in the padding, the shifted read lands on a neighbouring row or
+    image (or past either end); those are exactly the first or last |di| rows and |dj| columns of
+    every image, zeroed afterwards."""
+    (kh, kw), (ph, pw), backend = kernel, padding, backend_of(x)
+    n, channels, height, width = x.shape
+    size = n * height * width
+    flat = channel_matrix(x)  # (C, N*H*W): a view, as activations are stored channel-major
+    cols = out.reshape(channels, kh, kw, size)
+
+    def fill(part):  # one worker's share: a slice of the channels, every kernel offset
+        for i in range(kh):
+            for j in range(kw):
+                di, dj = i - ph, j - pw
+                s, row = di * width + dj, cols[part, i, j]
+                ahead, behind = min(size, max(0, s)), min(size, max(0, -s))
+                row[:, behind : size - ahead] = flat[part, ahead : size - behind]
+                row[:, :behind] = 0  # (the ends no shifted read reached)
+                row[:, size - ahead :] = 0
+                image = row.reshape(-1, n, height, width)
+                image[:, :, : max(0, -di)] = 0  # rows above the top, below the bottom
+                image[:, :, height - max(0, di) :] = 0
+                image[:, :, :, : max(0, -dj)] = 0  # columns left of the left edge, right of the right
+                image[:, :, :, width - max(0, dj) :] = 0
+
+    backend.parallel_map(fill, split(channels, backend.workers))
+    return out
 
 
 def _padded_scratch(source, padding, backend):
