@@ -34,8 +34,8 @@ Under mpiexec (pip install -e '.[mpi]'), every process ("rank") takes an equal p
 mini-batch of --batch-size images, gradients are averaged over the ranks once per step, and rank
 0 alone writes the run directory and prints. --sync-bn (the default) computes batch-norm
 statistics over the whole mini-batch, so any number of ranks trains the network one process
-trains; --no-sync-bn normalises each rank's part on its own, as the paper's two GPUs did. A run
-may resume with another number of ranks (see tinyres/distributed.py and the README).
+trains; --no-sync-bn normalises each rank's part on its own (the paper trained on two GPUs but
+does not say which its batch norm did). A run may resume with another number of ranks (see tinyres/distributed.py and the README).
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
