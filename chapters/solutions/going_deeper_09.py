@@ -1,4 +1,4 @@
-"""Worked solution to chapter 9, exercise 2: the pre-activation block of He, Zhang, Ren and Sun
+"""Worked solution to chapter 9, exercise 4: the pre-activation block of He, Zhang, Ren and Sun
 (2016, "Identity Mappings in Deep Residual Networks"), with the option-A shortcut."""
 
 import tinyres.nn.functional as F
