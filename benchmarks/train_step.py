@@ -8,7 +8,10 @@ rounds), the ratio of the medians and the range of the per-round ratios (each ro
 under the same conditions, so the ratio is steadier than either speed on a shared machine). Peak
 memory is measured separately for each framework in a fresh subprocess: the highest resident
 set size during the steps (Linux VmHWM, reset just before them), minus the resident size
-before them (the model and the batch), i.e. what the step itself allocates at its peak.
+before them (the model and the batch), i.e. what the step itself allocates at its peak. With
+``--backend cupy`` it is GPU memory instead: what each framework's caching allocator holds after
+the steps beyond what it held before them (CuPy's memory pool, PyTorch's reserved memory; both
+keep freed blocks, so this is the step's peak, fragmentation included).
 """
 
 import argparse
@@ -107,6 +110,9 @@ def measure_memory_in_this_process(framework, depth, backend, batch_size, plain)
         step = torch_step_fn(depth, "cuda" if backend == "cupy" else "cpu", batch_size, plain)
     else:
         step = tinyres_step_fn(depth, backend, batch_size, plain)
+    if backend == "cupy":
+        print(json.dumps({"step_peak_mib": device_step_peak_bytes(framework, step) / 2**20}))
+        return
     before = rss_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM, the peak resident set size
@@ -114,6 +120,24 @@ def measure_memory_in_this_process(framework, depth, backend, batch_size, plain)
         step()
     peak = rss_kib("VmHWM")
     print(json.dumps({"step_peak_mib": (peak - before) / 1024, "resident_before_mib": before / 1024}))
+
+
+def device_step_peak_bytes(framework, step):
+    """GPU memory the caching allocator of ``framework`` holds after 3 steps beyond what it held
+    before them (neither returns freed blocks to the driver, so this is the steps' peak)."""
+    if framework == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+        held = torch.cuda.memory_reserved
+    else:
+        import cupy
+
+        held = cupy.get_default_memory_pool().total_bytes
+    before = held()
+    for _ in range(3):
+        step()
+    return held() - before
 
 
 def measure_memory(framework, args):
@@ -167,7 +191,7 @@ def main():
         spread = f"{args.batch_size / max(rounds[k]):.0f}-{args.batch_size / min(rounds[k]):.0f}"
         line = f"{k:8s} {rate[k]:8.1f} img/s  ({seconds[k] * 1000:7.1f} ms/step; rounds {spread} img/s)"
         if memory:
-            line += f"  step peak memory {memory[k]['step_peak_mib']:7.1f} MiB"
+            line += f"  step peak {'GPU ' if args.backend == 'cupy' else ''}memory {memory[k]['step_peak_mib']:7.1f} MiB"
         print(line)
     if "torch" in rate:
         ratios = sorted(b / a for a, b in zip(rounds["tinyres"], rounds["torch"]))  # per round, same conditions
