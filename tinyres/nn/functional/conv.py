@@ -41,7 +41,8 @@ Two more things make it fast on NumPy, neither changes the math:
   (``_unfold_into_scratch``, ``_padded_scratch``, at the end of this file): allocating a fresh
   75 MB array costs ~10 ms of page faults per call on the CPU;
 - when the output has the input's size (stride 1, 3x3 with padding 1), each row of cols is a
-  whole channel shifted by a fixed number of pixels, copied in one piece (``_im2col_same_size``).
+  whole channel shifted by a fixed number of pixels and masked where the shift reads padding, in
+  one pass (``_im2col_same_size``).
 """
 
 import math
@@ -178,38 +179,50 @@ def _unfold_into_scratch(array, kernel, stride, padding):
 
 def _im2col_same_size(x, kernel, padding, out):
     """im2col for a stride-1 convolution whose output has the input's size (3x3 with padding 1:
-    almost every convolution of a ResNet, forward and backward), in whole-channel copies.
+    almost every convolution of a ResNet, forward and backward), in whole-channel passes.
 
     Flatten each channel of the channel-major input over (n, h, w). Kernel offset (i, j) reads
     the pixel (h + di, w + dj), di = i - ph, dj = j - pw, which in the flat index is the pixel
-    s = di * W + dj further on. So row (c, i, j) of cols is channel c shifted by s: one copy of
-    N*H*W - |s| values, instead of one copy per image row with a padded image in between.
-    Where the true pixel lies in the padding, the shifted read lands on a neighbouring row or
-    image (or past either end); those are exactly the first or last |di| rows and |dj| columns of
-    every image, zeroed afterwards."""
+    s = di * W + dj further on. So row (c, i, j) of cols is channel c shifted by s, times a mask
+    that is 1 where (h + di, w + dj) lies inside the image and 0 where it lies in the padding
+    (there the shifted read landed on a neighbouring row or image): one pass per row, instead of
+    one copy per image row out of a padded image."""
     (kh, kw), (ph, pw), backend = kernel, padding, backend_of(x)
     n, channels, height, width = x.shape
     size = n * height * width
     flat = channel_matrix(x)  # (C, N*H*W): a view, as activations are stored channel-major
     cols = out.reshape(channels, kh, kw, size)
+    masks = {(i, j): _inside_mask(n, height, width, i - ph, j - pw, x.dtype, backend) for i in range(kh) for j in range(kw)}
 
     def fill(part):  # one worker's share: a slice of the channels, every kernel offset
         for i in range(kh):
             for j in range(kw):
-                di, dj = i - ph, j - pw
-                s, row = di * width + dj, cols[part, i, j]
+                s, row = (i - ph) * width + (j - pw), cols[part, i, j]
                 ahead, behind = min(size, max(0, s)), min(size, max(0, -s))
-                row[:, behind : size - ahead] = flat[part, ahead : size - behind]
-                row[:, :behind] = 0  # (the ends no shifted read reached)
+                # row[p] = flat[p + s] * inside[p], for the p whose p + s exists
+                backend.xp.multiply(flat[part, ahead : size - behind], masks[i, j][behind : size - ahead],
+                                    out=row[:, behind : size - ahead])
+                row[:, :behind] = 0  # (the ends no shifted read reached: padding as well)
                 row[:, size - ahead :] = 0
-                image = row.reshape(-1, n, height, width)
-                image[:, :, : max(0, -di)] = 0  # rows above the top, below the bottom
-                image[:, :, height - max(0, di) :] = 0
-                image[:, :, :, : max(0, -dj)] = 0  # columns left of the left edge, right of the right
-                image[:, :, :, width - max(0, dj) :] = 0
 
     backend.parallel_map(fill, split(channels, backend.workers))
     return out
+
+
+def _inside_mask(n, height, width, di, dj, dtype, backend):
+    """1 where pixel (h + di, w + dj) is inside the image, 0 where it is in the padding, for
+    every (n, h, w), flattened; kept for the next call with the same geometry."""
+    key = ("conv2d.inside", n, height, width, di, dj, str(dtype), backend.name)
+    mask = _masks.get(key)
+    if mask is None:
+        xp = backend.xp
+        rows, columns = xp.arange(height).reshape(-1, 1) + di, xp.arange(width).reshape(1, -1) + dj
+        inside = ((rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)).astype(dtype)
+        mask = _masks[key] = xp.ascontiguousarray(xp.broadcast_to(inside, (n, height, width))).reshape(-1)
+    return mask
+
+
+_masks = {}
 
 
 def _padded_scratch(source, padding, backend):
@@ -269,8 +282,9 @@ _scratch = _Scratch()
 
 
 def release_scratch():
-    """Free conv2d's scratch buffers (they are otherwise kept for the next call)."""
+    """Free conv2d's scratch buffers and masks (they are otherwise kept for the next call)."""
     _scratch.clear()
+    _masks.clear()
 
 
 def _check_geometry(x_shape, w_shape, b_shape, stride, padding):
