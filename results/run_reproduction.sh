@@ -14,12 +14,20 @@
 # using both cores:
 #   OPENBLAS_NUM_THREADS=1 taskset -c 0 bash results/run_reproduction.sh data 16:35 plain56-16k &
 #   OPENBLAS_NUM_THREADS=1 taskset -c 1 bash results/run_reproduction.sh data 16:35 resnet20-16k plain20-16k &
+# When a single run is left, RANKS=2 continues it on both cores as 2 MPI ranks (pip install -e
+# '.[mpi]'; synchronized batch norm, the same global batch of 128: the same computation as one
+# process, summed in another order; see README, "Resuming with another number of ranks"):
+#   RANKS=2 bash results/run_reproduction.sh data 16:35 resnet20-64k &
 #
 # The development machines set OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for old OpenBLAS builds;
 # users have neither, so the training command runs without them. Each segment of a run appends a
 # header to its log.txt: date, machine, git commit, the BLAS kernel actually used, the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ranks=${RANKS:-1}
+launch=(python -m tinyres.train)
+rank_env=()
+[ "$ranks" = 1 ] || { launch=(mpiexec -n "$ranks" python -m tinyres.train); rank_env=(MPI_LOCALNRANKS="$ranks"); }
 data=${1:?usage: run_reproduction.sh DATA_DIR STOP_AT RUN [RUN ...]}
 stop_at=${2:?usage: run_reproduction.sh DATA_DIR STOP_AT RUN [RUN ...]}
 shift 2
@@ -50,10 +58,11 @@ for run in "$@"; do
     mkdir -p "$out"
     {
         echo "# $(date -u +%Y-%m-%dT%H:%MZ) | $(nproc --all) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) | commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- tinyres || echo '+local changes')"
-        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -c "import tinyres, numpy, threadpoolctl
+        # (with RANKS > 1 as one rank sees it: tinyres gives each rank cores / ranks BLAS threads)
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${rank_env[@]+"${rank_env[@]}"} python -c "import tinyres, numpy, threadpoolctl
 i = threadpoolctl.threadpool_info()[0]
 print(f'# numpy {numpy.__version__}, {i[\"internal_api\"]} {i[\"version\"]} kernel {i.get(\"architecture\")}, {i[\"num_threads\"]} thread(s)')" 2>/dev/null || echo "# (threadpoolctl not installed: BLAS kernel not recorded)"
-        echo "# python -m tinyres.train ${flags[*]}"
-        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m tinyres.train "${flags[@]}"
+        echo "# ${launch[*]} ${flags[*]}"
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${launch[@]}" "${flags[@]}"
     } 2>&1 | tee -a "$out/log.txt"
 done

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tinyres
-from tinyres import train
+from tinyres import runs, train
 from tinyres.evaluate import load_run
 from tinyres.models import cifar_resnet, pretrained
 
@@ -99,3 +99,23 @@ def test_every_shipped_file_is_in_the_package_with_its_checksum():
         path = os.path.join(pretrained.WEIGHTS_DIR, entry.file)
         assert pretrained.sha256(path) == entry.sha256, path
         assert cifar_resnet(depth, pretrained=True).pixel_mean.shape == (3, 32, 32)
+
+
+def test_every_shipped_file_holds_its_runs_final_weights():
+    # the shipped weights are the committed run's last checkpoint, unchanged, with its pixel mean,
+    # and the stated test error and length are that run's
+    results = os.path.join(os.path.dirname(__file__), "..", "results")
+    for depth, entry in pretrained.SHIPPED.items():
+        run_dir = os.path.join(results, entry.run)
+        if not os.path.isfile(os.path.join(run_dir, "checkpoint.npz")):
+            pytest.skip(f"{run_dir} is not in this copy of the repository")
+        trained, config, meta, mean = load_run(run_dir)
+        model = cifar_resnet(depth, pretrained=True)
+        assert (config["depth"], meta["iteration"]) == (depth, entry.iterations)
+        ours, theirs = model.state_dict(), trained.state_dict()
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            np.testing.assert_array_equal(ours[name], theirs[name].astype(np.float32), err_msg=name)
+        np.testing.assert_array_equal(model.pixel_mean, np.asarray(mean, np.float32))
+        logged = runs.load(run_dir).metrics
+        assert entry.test_error == pytest.approx(logged["test_error"][-1]) and logged["iteration"][-1] == entry.iterations
