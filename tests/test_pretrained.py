@@ -10,6 +10,7 @@ import tinyres
 from tinyres import runs, train
 from tinyres.evaluate import load_run
 from tinyres.models import cifar_resnet, pretrained
+from tinyres.models.shipped import SHIPPED, describe
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def shipped(finished_run, tmp_path, monkeypatch):
     folder = str(tmp_path / "weights")
     depth, entry = pretrained.export(finished_run, folder)
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", folder)
-    monkeypatch.setitem(pretrained.SHIPPED, depth, entry)
+    monkeypatch.setitem(SHIPPED, depth, entry)
     return finished_run, os.path.join(folder, entry.file), entry
 
 
@@ -49,7 +50,7 @@ def test_shipped_entry_states_the_runs_last_test_error(shipped):
         last = f.read().splitlines()[-1].split(",")
     header = open(os.path.join(run_dir, "metrics.csv")).readline().strip().split(",")
     assert entry.test_error == pytest.approx(float(last[header.index("test_error")]))
-    assert f"{entry.test_error:.2%} test error after 4 iterations" in pretrained.describe()
+    assert f"{entry.test_error:.2%} test error after 4 iterations" in describe()
 
 
 def test_a_changed_file_fails_its_checksum_and_nothing_is_loaded(shipped):
@@ -75,12 +76,12 @@ def test_depths_and_variants_without_shipped_weights_are_refused_with_what_is_sh
 
 def test_the_command_writes_the_file_and_prints_its_entry(finished_run, tmp_path, capsys):
     folder = str(tmp_path / "weights")
-    before = dict(pretrained.SHIPPED)
+    before = dict(SHIPPED)
     assert pretrained.main([finished_run, "--folder", folder]) == 0
     out = capsys.readouterr().out
     assert f"wrote {folder}/cifar10-resnet8.npz" in out and "    8: Shipped(file='cifar10-resnet8.npz', sha256='" in out
     assert pretrained.sha256(os.path.join(folder, "cifar10-resnet8.npz")) in out
-    assert pretrained.SHIPPED == before  # the command prints the entry; a person adds it
+    assert SHIPPED == before  # the command prints the entry; a person adds it
 
 
 def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
@@ -95,7 +96,7 @@ def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
 
 def test_every_shipped_file_is_in_the_package_with_its_checksum():
     # what the package really ships (empty until the reproduction runs finish)
-    for depth, entry in pretrained.SHIPPED.items():
+    for depth, entry in SHIPPED.items():
         path = os.path.join(pretrained.WEIGHTS_DIR, entry.file)
         assert pretrained.sha256(path) == entry.sha256, path
         assert cifar_resnet(depth, pretrained=True).pixel_mean.shape == (3, 32, 32)
@@ -105,7 +106,7 @@ def test_every_shipped_file_holds_its_runs_final_weights():
     # the shipped weights are the committed run's last checkpoint, unchanged, with its pixel mean,
     # and the stated test error and length are that run's
     results = os.path.join(os.path.dirname(__file__), "..", "results")
-    for depth, entry in pretrained.SHIPPED.items():
+    for depth, entry in SHIPPED.items():
         run_dir = os.path.join(results, entry.run)
         if not os.path.isfile(os.path.join(run_dir, "checkpoint.npz")):
             pytest.skip(f"{run_dir} is not in this copy of the repository")

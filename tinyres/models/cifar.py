@@ -74,11 +74,11 @@ def cifar_resnet(depth, plain=False, shortcut="A", num_classes=10, zero_channels
 
 
 def _state_what_is_shipped():
-    # the test errors live once, in pretrained.SHIPPED; help(cifar_resnet) shows them
-    from tinyres.models import pretrained
+    # the test errors live once, in shipped.SHIPPED; help(cifar_resnet) shows them
+    from tinyres.models import shipped
 
     if cifar_resnet.__doc__:  # (None under python -OO)
-        cifar_resnet.__doc__ = cifar_resnet.__doc__.replace("{shipped}", pretrained.describe())
+        cifar_resnet.__doc__ = cifar_resnet.__doc__.replace("{shipped}", shipped.describe())
 
 
 _state_what_is_shipped()

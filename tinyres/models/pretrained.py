@@ -11,47 +11,23 @@ file and is set on the model as ``pixel_mean``. Each file is the final checkpoin
 
     python -m tinyres.models.pretrained results/cpu-resnet20-16k
 
-which writes the file into ``tinyres/models/weights/`` and prints the line of ``SHIPPED`` below
-that describes it. A file is checked against its SHA-256 before it is read.
+which writes the file into ``tinyres/models/weights/`` and prints the entry that describes it, to
+add to ``SHIPPED`` in ``tinyres/models/shipped.py``. A file is checked against its SHA-256 before
+it is read.
 """
 
 import argparse
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 from tinyres import checkpoint
+from tinyres.models import shipped
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MEAN_KEY = "pixel_mean"
-
-
-@dataclass(frozen=True)
-class Shipped:
-    file: str  # in WEIGHTS_DIR
-    sha256: str
-    test_error: float  # on the 10,000 CIFAR-10 test images, at the run's last iteration
-    iterations: int  # of 128 images
-    run: str  # the run directory in the repository's results/
-
-
-# depth -> the shipped ResNet of that depth (option A shortcuts, 10 classes). Filled in as the
-# reproduction runs converge (see results/README.md); nothing here is a placeholder.
-SHIPPED = {
-    20: Shipped(file='cifar10-resnet20.npz', sha256='3c5132effba0a4ec0b0f0ce9995687d7cafee68988577a45657899a353f09de3',
-                test_error=0.1372, iterations=16000, run='cpu-resnet20-16k'),
-}
-
-
-def describe():
-    """One line per shipped network, for docstrings and error messages."""
-    if not SHIPPED:
-        return "none yet (the reproduction runs in results/ have not finished)"
-    return "; ".join(f"ResNet-{depth}: {entry.test_error:.2%} test error after {entry.iterations} iterations "
-                     f"({entry.run})" for depth, entry in sorted(SHIPPED.items()))
 
 
 def load_pretrained(model):
@@ -62,10 +38,10 @@ def load_pretrained(model):
             "cifar_resnet(pretrained=True): the shipped weights are for ResNets with the defaults "
             "(plain=False, shortcut='A', num_classes=10, zero_channels='end'); build the network with those"
         )
-    entry = SHIPPED.get(model.depth)
+    entry = shipped.SHIPPED.get(model.depth)
     if entry is None:
         raise ValueError(f"cifar_resnet(pretrained=True): no weights are shipped for depth {model.depth}. "
-                         f"Shipped: {describe()}")
+                         f"Shipped: {shipped.describe()}")
     path = os.path.join(WEIGHTS_DIR, entry.file)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"cifar_resnet(pretrained=True): {path} is missing from this installation; "
@@ -92,7 +68,7 @@ def sha256(path):
 
 def export(run_dir, folder=WEIGHTS_DIR):
     """Write the final weights of the finished ResNet run in ``run_dir`` (float32, with the
-    training set's pixel mean) to ``folder``; returns (depth, the :class:`Shipped` entry that
+    training set's pixel mean) to ``folder``; returns (depth, the :class:`shipped.Shipped` entry that
     describes the file)."""
     from tinyres import runs
     from tinyres.evaluate import load_run
@@ -111,7 +87,7 @@ def export(run_dir, folder=WEIGHTS_DIR):
     os.makedirs(folder, exist_ok=True)
     name = f"cifar10-resnet{config['depth']}.npz"
     checkpoint.save_weights(arrays, os.path.join(folder, name))
-    return config["depth"], Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
+    return config["depth"], shipped.Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
                                     int(meta["iteration"]), os.path.basename(os.path.normpath(run_dir)))
 
 
@@ -126,7 +102,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {os.path.join(args.folder, entry.file)}; add to SHIPPED in {__file__}:")
+    print(f"wrote {os.path.join(args.folder, entry.file)}; add to SHIPPED in {shipped.__file__}:")
     print(f"    {depth}: {entry!r},")
     return 0
 

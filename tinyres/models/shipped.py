@@ -1,0 +1,32 @@
+"""Which trained networks ship with tinyres: one entry per file in ``tinyres/models/weights/``,
+with the test error its run reached. ``cifar_resnet``'s docstring and error messages read it
+from here; ``tinyres.models.pretrained`` loads and writes the files. (A table of its own, so
+that importing the models does not import the code that writes weights files.)
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Shipped:
+    file: str  # in tinyres/models/weights/
+    sha256: str
+    test_error: float  # on the 10,000 CIFAR-10 test images, at the run's last iteration
+    iterations: int  # of 128 images
+    run: str  # the run directory in the repository's results/
+
+
+# depth -> the shipped ResNet of that depth (option A shortcuts, 10 classes). Filled in as the
+# reproduction runs converge (see results/README.md); nothing here is a placeholder.
+SHIPPED = {
+    20: Shipped(file='cifar10-resnet20.npz', sha256='3c5132effba0a4ec0b0f0ce9995687d7cafee68988577a45657899a353f09de3',
+                test_error=0.1372, iterations=16000, run='cpu-resnet20-16k'),
+}
+
+
+def describe():
+    """One line per shipped network, for docstrings and error messages."""
+    if not SHIPPED:
+        return "none yet (the reproduction runs in results/ have not finished)"
+    return "; ".join(f"ResNet-{depth}: {entry.test_error:.2%} test error after {entry.iterations} iterations "
+                     f"({entry.run})" for depth, entry in sorted(SHIPPED.items()))
