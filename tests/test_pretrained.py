@@ -2,6 +2,8 @@
 and reproduce its outputs; a damaged file, another network and an unfinished run are refused."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,6 +86,15 @@ def test_the_command_writes_the_file_and_prints_its_entry(finished_run, tmp_path
     assert SHIPPED == before  # the command prints the entry; a person adds it
 
 
+def test_the_command_runs_as_a_module_without_warnings():
+    # importing tinyres.models must not import the module that python -m runs (runpy warns, and
+    # with -W error fails, when it finds it in sys.modules already)
+    result = subprocess.run([sys.executable, "-W", "error", "-m", "tinyres.models.pretrained", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m tinyres.models.pretrained" in result.stdout
+
+
 def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     train.main(["--depth", "8", "--subset", "48", "--batch-size", "8", "--iterations", "6", "--eval-every", "1",
@@ -95,7 +106,7 @@ def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
 
 
 def test_every_shipped_file_is_in_the_package_with_its_checksum():
-    # what the package really ships (empty until the reproduction runs finish)
+    # what the package really ships
     for depth, entry in SHIPPED.items():
         path = os.path.join(pretrained.WEIGHTS_DIR, entry.file)
         assert pretrained.sha256(path) == entry.sha256, path
