@@ -87,8 +87,9 @@ def export(run_dir, folder=WEIGHTS_DIR):
     os.makedirs(folder, exist_ok=True)
     name = f"cifar10-resnet{config['depth']}.npz"
     checkpoint.save_weights(arrays, os.path.join(folder, name))
-    return config["depth"], shipped.Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
-                                    int(meta["iteration"]), os.path.basename(os.path.normpath(run_dir)))
+    entry = shipped.Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
+                            int(meta["iteration"]), os.path.basename(os.path.normpath(run_dir)))
+    return config["depth"], entry
 
 
 def main(argv=None):
