@@ -23,6 +23,7 @@ import pytest
 
 import tinyres
 from tinyres import checkpoint, distributed, train
+from tinyres.cli import UsageError
 from tinyres.data import Loader, cifar10, pixel_mean
 from tinyres.nn.functional import batch_norm, cross_entropy
 
@@ -171,6 +172,37 @@ def test_average_is_the_mean_over_ranks_in_one_allreduce(backend):
 def test_average_refuses_mixed_dtypes():
     with pytest.raises(ValueError, match="one dtype, got float32, float64"):
         ThreadRanks(2).run(lambda comm: comm.average([np.zeros(2, np.float32), np.zeros(2)]))
+
+
+class RankOfTwo(distributed.Communicator):
+    """Rank 1 of a 2-process job whose MPI_Abort is recorded instead of done."""
+    rank, size = 1, 2
+
+    def __init__(self):
+        self.aborted = []
+
+    def abort(self, code):
+        self.aborted.append(code)
+
+
+@pytest.mark.parametrize("every_rank", [False, True])
+def test_a_usage_error_met_by_every_rank_ends_the_job_without_mpi_abort(monkeypatch, every_rank):
+    # MPI_Abort can cut off rank 0's message on its way through mpiexec; an error that every rank
+    # meets needs no abort (nothing is left waiting), one that this rank may meet alone does
+    comm = RankOfTwo()
+    monkeypatch.setattr(distributed, "_world", comm)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+
+    def main():
+        raise UsageError("no such thing", every_rank=every_rank)
+
+    if every_rank:
+        with pytest.raises(UsageError) as raised:
+            distributed.run(main)
+        assert raised.value.code == 2 and comm.aborted == []
+    else:
+        distributed.run(main)  # (a real abort does not return)
+        assert comm.aborted == [2]
 
 
 def test_ranks_agree_to_stop_when_any_rank_asks():
@@ -437,8 +469,9 @@ def test_a_run_resumes_with_another_number_of_ranks(cifar):
 def test_a_batch_that_does_not_split_over_the_ranks_is_one_clear_error(cifar):
     job = start_ranks(small_run(cifar, "uneven", "--batch-size", "9", "--iterations", "1"))
     output, _ = job.communicate(timeout=120)
-    assert job.returncode != 0
+    assert job.returncode == 2, output
     assert output.count("error: a mini-batch of 9 images does not split evenly over 2 processes; choose a --batch-size divisible by 2") == 1, output
+    assert "MPI_Abort" not in output  # every rank meets it and exits: no abort to cut the message off
     assert "Traceback" not in output and not (cifar / "uneven").exists()
 
 

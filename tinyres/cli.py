@@ -5,11 +5,16 @@ import sys
 
 class UsageError(SystemExit):
     """A mistake the user can fix: reported as one line, ``error: ...`` naming the problem and the
-    fix, with exit status 2 and no traceback."""
+    fix, with exit status 2 and no traceback.
 
-    def __init__(self, message):
+    ``every_rank``: under mpiexec, every rank meets this same error at the same point, so each can
+    simply exit; without it, ``distributed.run`` ends the job with MPI_Abort (which can cut off
+    the message on its way to the terminal), as a rank that fails alone must.
+    """
+
+    def __init__(self, message, every_rank=False):
         super().__init__(2)
-        self.message = message
+        self.message, self.every_rank = message, every_rank
 
     def __str__(self):
         return f"error: {self.message}"

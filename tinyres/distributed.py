@@ -56,6 +56,11 @@ class RanksDiffer(RuntimeError):
     """The ranks' weights are no longer identical."""
 
 
+class BatchDoesNotSplit(ValueError):
+    """A mini-batch that the ranks cannot share equally. Every rank finds it, at the same point:
+    the batch size and the number of training images are the same on all of them."""
+
+
 class Communicator:
     """One process on its own: rank 0 of 1. Its collectives return what they are given.
 
@@ -254,8 +259,10 @@ def run(main):
 
     Under mpiexec, a rank that fails (an exception, or SystemExit with an error) ends the whole job
     with MPI_Abort: the other ranks would otherwise wait for it in their next collective forever.
-    An error that every rank meets is reported once, by rank 0: the others wait a second before
-    reporting theirs, and rank 0's abort normally ends them first.
+    An error that may be this rank's alone is reported once, by rank 0: the others wait a second
+    before reporting theirs, and rank 0's abort normally ends them first. An error raised with
+    ``every_rank`` (a UsageError that every rank meets at the same point) needs no abort: each
+    rank exits with it, and the job ends with its status and rank 0's message intact.
     """
     try:
         comm = world()
@@ -267,7 +274,7 @@ def run(main):
         return main()
     except BaseException as error:  # noqa: BLE001  (every failure must end the job)
         code = error.code if isinstance(error, SystemExit) else 130 if isinstance(error, KeyboardInterrupt) else 1
-        if code in (0, None):
+        if code in (0, None) or getattr(error, "every_rank", False):
             raise
         if comm.rank != 0:
             time.sleep(1)

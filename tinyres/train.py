@@ -210,7 +210,7 @@ class Trainer:
                 rank=self.comm.rank, ranks=self.comm.size)
         batch = min(config["batch_size"], self.train_data.num_images)
         if batch % self.comm.size:
-            raise ValueError(f"a mini-batch of {batch} images does not split evenly over {self.comm.size} processes; "
+            raise distributed.BatchDoesNotSplit(f"a mini-batch of {batch} images does not split evenly over {self.comm.size} processes; "
                              f"choose a --batch-size divisible by {self.comm.size}, or another number of processes")
         self.batches_per_epoch = len(self.train_data)
         self._resolve_schedule()
@@ -462,11 +462,11 @@ def main(argv=None):
     args = parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     if "iterations" in given and "epochs" in given:
-        raise UsageError("give --iterations or --epochs, not both")
+        raise UsageError("give --iterations or --epochs, not both", every_rank=True)
     try:
         check_settings(given)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(str(error), every_rank=True) from None
     comm = distributed.world()
     run_dir = runs.RunDir(run_folder(args))
     try:
@@ -474,8 +474,8 @@ def main(argv=None):
         # outcome (the settings and the checkpoint, or the error) to the others
         outcome = _claim_and_resolve(args, run_dir) if comm.rank == 0 else None
         outcome = comm.broadcast(outcome)
-        if isinstance(outcome, str):
-            raise UsageError(outcome)
+        if isinstance(outcome, str):  # every rank has it, from rank 0
+            raise UsageError(outcome, every_rank=True)
         return _train(*outcome, run_dir, comm)
     except runs.RunDirError as error:
         raise UsageError(str(error)) from None
@@ -506,7 +506,7 @@ def _train(config, saved, run_dir, comm):
             trainer.restore(*saved)
     except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
         message = f"cannot resume: {error}" if saved is not None else str(error)
-        raise UsageError(message) from None
+        raise UsageError(message, every_rank=isinstance(error, distributed.BatchDoesNotSplit)) from None
     if saved is None or config != saved[1]["config"]:
         trainer.save()  # the checkpoint records the run (and its new settings) before anything else
     if comm.rank == 0:
