@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tinyres import report, train
+from tinyres import runs as run_files
 
 
 @pytest.fixture
@@ -60,3 +61,24 @@ def test_the_command_prints_a_markdown_table_or_one_error_line(two_runs, tmp_pat
     assert len(lines) == 4 and lines[0].startswith("| run | network |") and all(line.count("|") == 10 for line in lines)
     assert report.main([str(tmp_path / "nothing")]) == 2
     assert "does not exist: give a run directory" in capsys.readouterr().err
+
+
+def test_errors_at_puts_the_runs_side_by_side_and_leaves_a_blank_where_one_has_no_evaluation(two_runs):
+    resnet, plain = two_runs  # ResNet-8 evaluated at 2 and 4; plain-8 stopped earlier or later
+    runs = [run_files.load(resnet), run_files.load(plain)]
+    by_iteration = [{int(r["iteration"]): r for r in metrics(path)} for path in two_runs]
+    iterations = sorted(set(by_iteration[0]) | set(by_iteration[1]))
+    assert set(by_iteration[0]) != set(by_iteration[1])  # so that some row has a blank pair
+    lines = report.errors_at(runs).splitlines()
+    assert lines[0].split() == ["iteration", "lr", "ResNet-8", "train", "ResNet-8", "test", "plain-8", "train", "plain-8", "test"]
+    assert len(lines) == 1 + len(iterations)
+    for line, iteration in zip(lines[1:], iterations):
+        expected = [f"{iteration:,}", f"{float(next(r[iteration] for r in by_iteration if iteration in r)['lr']):g}"]
+        for rows in by_iteration:
+            if iteration in rows:
+                expected += [f"{float(rows[iteration]['train_error']):.2%}", f"{float(rows[iteration]['test_error']):.2%}"]
+        assert line.split() == expected
+        assert len(line) == len(lines[0])  # a missing evaluation is a blank of the column's width
+    assert report.errors_at(runs, [2]).splitlines()[1:] == [lines[1 + iterations.index(2)]]
+    with pytest.raises(ValueError, match="none of the runs logged an evaluation at iteration 3"):
+        report.errors_at(runs, [3])

@@ -38,6 +38,25 @@ def row_at(run, iteration=None):
     return int(found[0])
 
 
+def errors_at(runs, iterations=None):
+    """A text table of each run's training and test error at these evaluations (every iteration
+    any of the runs evaluated at, if None), side by side; a blank pair where a run has no
+    evaluation at that iteration. The learning rate is that of the first run to have the row."""
+    runs = [run.require_metrics() for run in runs]
+    if iterations is None:
+        iterations = sorted(set().union(*(run.metrics["iteration"].astype(int) for run in runs)))
+    lines = [f"{'iteration':>9} {'lr':>6}" + "".join(f" {run.name + ' train':>16} {run.name + ' test':>15}" for run in runs)]
+    for iteration in iterations:
+        found = [np.flatnonzero(run.metrics["iteration"] == iteration) for run in runs]
+        if not any(len(k) for k in found):
+            raise ValueError(f"none of the runs logged an evaluation at iteration {iteration}")
+        lr = next(run.metrics["lr"][k[0]] for run, k in zip(runs, found) if len(k))
+        cells = [f" {run.metrics['train_error'][k[0]]:>16.2%} {run.metrics['test_error'][k[0]]:>15.2%}" if len(k)
+                 else f" {'':>16} {'':>15}" for run, k in zip(runs, found)]
+        lines.append(f"{iteration:>9,} {lr:>6g}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def segments(path):
     """[(date, machine, commit)] of each segment of the run, from the header line that
     ``results/run_reproduction.sh`` writes to ``log.txt`` each time it starts or resumes the run."""
