@@ -210,8 +210,9 @@ class Trainer:
                 rank=self.comm.rank, ranks=self.comm.size)
         batch = min(config["batch_size"], self.train_data.num_images)
         if batch % self.comm.size:
-            raise distributed.BatchDoesNotSplit(f"a mini-batch of {batch} images does not split evenly over {self.comm.size} processes; "
-                             f"choose a --batch-size divisible by {self.comm.size}, or another number of processes")
+            raise distributed.BatchDoesNotSplit(
+                f"a mini-batch of {batch} images does not split evenly over {self.comm.size} processes; "
+                f"choose a --batch-size divisible by {self.comm.size}, or another number of processes")
         self.batches_per_epoch = len(self.train_data)
         self._resolve_schedule()
         self.iteration = 0
