@@ -12,7 +12,7 @@ gradients (and the loss and error), SGD. Printed side by side:
 
     img/s            the global batch over the median step time
     allreduce ms     median time per step in the gradients' Allreduce (including waiting for the
-                     slowest rank), and in all Allreduces (synchronized batch norm adds three per
+                     slowest rank), and in all Allreduces (synchronized batch norm adds two per
                      layer)
     speedup          over one process on all cores
     efficiency       img/s of N ranks / (N x img/s of one process on one thread): 1.0 is perfect

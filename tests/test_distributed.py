@@ -26,6 +26,7 @@ from tinyres import checkpoint, distributed, train
 from tinyres.cli import UsageError
 from tinyres.data import Loader, cifar10, pixel_mean
 from tinyres.nn.functional import batch_norm, cross_entropy
+from tinyres.nn.functional.batch_norm import global_statistics
 
 from .helpers import host, tensor
 
@@ -246,6 +247,44 @@ def test_synchronized_batch_norm_on_two_ranks_computes_what_one_process_computes
     for rank_mean, rank_var in [(mean0, var0), (mean1, var1)]:  # the whole batch's, on every rank
         np.testing.assert_allclose(rank_mean, running_mean, rtol=1e-12)
         np.testing.assert_allclose(rank_var, running_var, rtol=1e-12)
+
+
+def test_synchronized_batch_norm_meets_the_other_ranks_twice_per_layer_and_step(backend):
+    # every collective is a point where each rank waits for the slowest: one in forward (the
+    # statistics), one in backward (dbeta and dgamma)
+    ranks = ThreadRanks(2)
+    rng = np.random.default_rng(3)
+    x, g = rng.standard_normal((4, 3, 2, 2)), rng.standard_normal((4, 3, 2, 2))
+
+    def rank_main(comm):
+        xt = tensor(backend, x, requires_grad=True)
+        weight, bias = tensor(backend, np.ones(3), requires_grad=True), tensor(backend, np.zeros(3), requires_grad=True)
+        y = batch_norm(xt, None, None, weight, bias, training=True, comm=comm)
+        calls_in_forward = ranks.allreduces
+        (y * tensor(backend, g)).sum().backward()
+        return calls_in_forward
+
+    assert ranks.run(rank_main)[0] == 1
+    assert ranks.allreduces == 2
+
+
+def test_global_statistics_of_unequal_shares_with_a_large_mean_keep_float32_precision(backend):
+    # ranks holding 3, 40 and 17 values per channel, mean 1000 against a std of 0.5: the naive
+    # sum(x^2)/M - mean^2 in float32 would lose the variance to cancellation (its error ~1e-4 of
+    # 1e6); combining each rank's mean and squared deviations keeps float32's own precision
+    rng = np.random.default_rng(4)
+    shares = [rng.standard_normal((2, m)) * [[0.5], [2.0]] + [[1000.0], [-3.0]] for m in (3, 40, 17)]
+    whole = np.concatenate(shares, axis=1)
+    ranks = ThreadRanks(3)
+    results = ranks.run(lambda comm: [host(a) for a in global_statistics(tensor(backend, shares[comm.rank], dtype="float32").data, comm)])
+    assert ranks.allreduces == 1
+    for mean, var, m in results:
+        assert float(m) == 60
+        np.testing.assert_allclose(mean.reshape(-1), whole.mean(axis=1), rtol=1e-6)
+        np.testing.assert_allclose(var.reshape(-1), whole.var(axis=1), rtol=1e-4)
+    for mean, var, _ in results[1:]:  # the same bits on every rank: running statistics stay equal
+        np.testing.assert_array_equal(mean, results[0][0])
+        np.testing.assert_array_equal(var, results[0][1])
 
 
 def test_batch_norm_with_a_communicator_of_one_is_the_local_op_bit_for_bit(backend):

@@ -16,10 +16,12 @@ Backward in training, with g = dL/dy (every x moves mean and var too, hence the 
 
 Synchronized over processes (``comm``, see tinyres/distributed.py): with the batch split over
 ranks, every sum above runs over all ranks' values, so N ranks compute what one process computes
-on the whole batch. Forward allreduces sum(x) and M, then sum((x - mean)^2) (two passes, as
-here); backward allreduces dbeta and dgamma, which dx needs over the whole batch. The op still
-returns this rank's own dgamma and dbeta: the trainer averages parameter gradients over the
-ranks afterwards, as it does every other parameter's.
+on the whole batch. Forward takes one Allreduce (each rank's M, mean and sum of squared
+deviations, combined as ``global_statistics`` says), backward one more (dbeta and dgamma, which
+dx needs over the whole batch): every collective is a point where each rank waits for the
+slowest, and two per layer is the fewest this op can have. The op still returns this rank's own
+dgamma and dbeta: the trainer averages parameter gradients over the ranks afterwards, as it does
+every other parameter's.
 
 Everything works on the (C, M) channel matrix (see common.py), where each statistic is a row
 sum and each channel is independent of the others. So the work is split by channel over the
@@ -155,13 +157,25 @@ def _check_batch_norm(x, running_mean, running_var, weight, bias, training, mome
 def global_statistics(xc, comm):
     """(mean, var, M) of the rows of the (C, M_rank) matrix ``xc`` over the same rows on every rank
     of ``comm``: M is the number of values of a row on all ranks (a 0-d array), mean and var are
-    (C, 1) arrays. Two passes, as for one process's statistics, so two Allreduces: sum(x) with
-    M_rank, then sum((x - mean)^2)."""
+    (C, 1) arrays. ONE Allreduce. Each rank r takes its own count M_r, mean m_r and sum of squared
+    deviations S_r = sum((x - m_r)^2) (two passes, as for one process), writes them into its own
+    row of a zero (ranks, 2C + 1) buffer, and the sum over ranks hands every rank every row. Then,
+    the same on every rank (Chan, Golub & LeVeque's pairwise update, for all ranks at once):
+
+        M = sum_r M_r,   mean = sum_r M_r m_r / M,   var = sum_r (S_r + M_r (m_r - mean)^2) / M
+
+    Unlike sum(x^2) / M - mean^2, nothing here cancels when |mean| is large against the std."""
     xp = backend_of(xc).xp
     channels, m_rank = xc.shape
-    sums = comm.allreduce(xp.concatenate([xc.sum(axis=1), xp.full(1, m_rank, xc.dtype)]))
-    m = sums[channels]
-    mean = (sums[:channels] / m).reshape(-1, 1)
-    centered = xc - mean
-    var = comm.allreduce(xp.einsum("cm,cm->c", centered, centered)).reshape(-1, 1) / m
-    return mean, var, m
+    rows = xp.zeros((comm.size, 1 + 2 * channels), xc.dtype)
+    mine = rows[comm.rank]
+    mine[0] = m_rank
+    mine[1 : 1 + channels] = xc.mean(axis=1)
+    centered = xc - mine[1 : 1 + channels].reshape(-1, 1)
+    mine[1 + channels :] = xp.einsum("cm,cm->c", centered, centered)
+    rows = comm.allreduce(rows)  # every rank's row, on every rank (the others' rows were zero)
+    counts, means, deviations = rows[:, :1], rows[:, 1 : 1 + channels], rows[:, 1 + channels :]
+    m = counts.sum()
+    mean = (counts * means).sum(axis=0) / m
+    var = (deviations + counts * (means - mean) ** 2).sum(axis=0) / m
+    return mean.reshape(-1, 1), var.reshape(-1, 1), m
