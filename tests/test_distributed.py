@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinyres
 from tinyres import checkpoint, distributed, train
@@ -285,6 +287,21 @@ def test_global_statistics_of_unequal_shares_with_a_large_mean_keep_float32_prec
     for mean, var, _ in results[1:]:  # the same bits on every rank: running statistics stay equal
         np.testing.assert_array_equal(mean, results[0][0])
         np.testing.assert_array_equal(var, results[0][1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=4), st.floats(-100, 100), st.integers(0, 2**32 - 1))
+def test_global_statistics_of_any_split_are_those_of_the_whole(counts, offset, seed):
+    # any number of ranks holding any number of values: the whole matrix's mean and (biased)
+    # variance, on every rank
+    rng = np.random.default_rng(seed)
+    whole = rng.standard_normal((3, sum(counts))) + offset
+    shares = np.split(whole, np.cumsum(counts)[:-1], axis=1)
+    results = ThreadRanks(len(counts)).run(lambda comm: global_statistics(shares[comm.rank], comm))
+    for mean, var, m in results:
+        assert float(m) == sum(counts)
+        np.testing.assert_allclose(mean.reshape(-1), whole.mean(axis=1), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(var.reshape(-1), whole.var(axis=1), rtol=1e-10, atol=1e-12)
 
 
 def test_batch_norm_with_a_communicator_of_one_is_the_local_op_bit_for_bit(backend):
