@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyres
@@ -289,7 +289,6 @@ def test_global_statistics_of_unequal_shares_with_a_large_mean_keep_float32_prec
         np.testing.assert_array_equal(var, results[0][1])
 
 
-@settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(1, 9), min_size=1, max_size=4), st.floats(-100, 100), st.integers(0, 2**32 - 1))
 def test_global_statistics_of_any_split_are_those_of_the_whole(counts, offset, seed):
     # any number of ranks holding any number of values: the whole matrix's mean and (biased)
