@@ -167,13 +167,15 @@ def global_statistics(xc, comm):
     Unlike sum(x^2) / M - mean^2, nothing here cancels when |mean| is large against the std."""
     xp = backend_of(xc).xp
     channels, m_rank = xc.shape
+    mean_rank = xc.mean(axis=1, keepdims=True)
+    centered = xc - mean_rank
     rows = xp.zeros((comm.size, 1 + 2 * channels), xc.dtype)
-    mine = rows[comm.rank]
-    mine[0] = m_rank
-    mine[1 : 1 + channels] = xc.mean(axis=1)
-    centered = xc - mine[1 : 1 + channels].reshape(-1, 1)
-    mine[1 + channels :] = xp.einsum("cm,cm->c", centered, centered)
-    rows = comm.allreduce(rows)  # every rank's row, on every rank (the others' rows were zero)
+    rows[comm.rank] = xp.concatenate([xp.full(1, m_rank, xc.dtype), mean_rank.reshape(-1),
+                                      xp.einsum("cm,cm->c", centered, centered)])
+    # every rank's row, on every rank (the others' rows were zero); an Allreduce, not
+    # comm.allgather, because that one pickles Python values on the host while this buffer stays
+    # on the backend's device (NCCL on GPUs)
+    rows = comm.allreduce(rows)
     counts, means, deviations = rows[:, :1], rows[:, 1 : 1 + channels], rows[:, 1 + channels :]
     m = counts.sum()
     mean = (counts * means).sum(axis=0) / m
