@@ -43,3 +43,20 @@ def test_readme_opens_with_the_install_and_test_commands():
     assert len(commands) == 2 and "python -m pytest" in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1].split("#")[0].strip() in ci
+
+
+def test_readme_resumes_the_folders_the_trainer_writes():
+    # A user trains with the README's first command, then copies its resume and evaluate lines:
+    # every runs/ folder those lines name must be one a README training command writes by default.
+    from tinyres.train import parse_args, run_folder
+
+    text = "".join(re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S))
+    made = {
+        run_folder(parse_args(line.split("python -m tinyres.train")[1].split("#")[0].split()))
+        for line in text.splitlines()
+        if "python -m tinyres.train --depth" in line and "--out" not in line
+    }
+    named = set(re.findall(r"(?:--resume|tinyres\.evaluate)\s*(runs/[\w.-]+)|--out (runs/[\w.-]+) --resume", text))
+    named = {a or b for a, b in named}
+    assert named, "the README shows no resume or evaluate line"
+    assert named <= made, f"README names {sorted(named - made)}; the trainer writes {sorted(made)}"
