@@ -35,3 +35,31 @@ def test_chapter_runs_top_to_bottom_in_quick_mode(path, chapter_data, monkeypatc
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError, with the failing cell and traceback, on any error
+
+
+def test_notebooks_extra_installs_every_module_the_chapters_import():
+    # `pip install -e '.[notebooks]'` is all a reader installs: each module a chapter imports must
+    # be in the standard library, in this repository, or come with the core or notebooks requirements.
+    import importlib.metadata
+    import json
+    import re
+    import sys
+
+    pyproject = (CHAPTERS[0].parent.parent / "pyproject.toml").read_text()
+    listed = re.search(r"^dependencies = \[(.*?)\]", pyproject, flags=re.S | re.M).group(1)
+    listed += re.search(r"^notebooks = \[(.*?)\]", pyproject, flags=re.M).group(1)
+    installed = {re.split(r"[<>=\[ ]", name)[0].lower() for name in re.findall(r'"([^"]+)"', listed)}
+    ours = {"tinyres", "solutions", "conv_formulations"}  # the package, chapters/solutions, benchmarks/
+    distributions = importlib.metadata.packages_distributions()
+    missing = set()
+    for path in CHAPTERS:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            for module in re.findall(r"^\s*(?:from|import)\s+(\w+)", "".join(cell["source"]), flags=re.M):
+                if module in sys.stdlib_module_names or module in ours:
+                    continue
+                names = {d.lower() for d in distributions.get(module, [module])}
+                if not names & installed:
+                    missing.add(f"{path.name} imports {module}")
+    assert not missing, f"add to the [notebooks] extra in pyproject.toml: {sorted(missing)}"
