@@ -285,9 +285,11 @@ def test_a_one_iteration_run_trains_at_the_full_learning_rate(cifar_dir, tmp_pat
 def test_resume_cannot_end_a_run_before_where_it_is(cifar_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert run(cifar_dir, out, "--iterations", "6", "--eval-every", "2") == 0
-    config = (out / "config.json").read_text()
+    config, checkpoint = (out / "config.json").read_text(), (out / "checkpoint.npz").read_bytes()
     user_error("is at iteration 6 already; --iterations 2 would end it in the past", resume, out, "--iterations", "2")
-    assert (out / "config.json").read_text() == config
+    # in epochs the length is known only once the data is loaded; the run's record must stay as it was
+    user_error(r"is at iteration 6 already; --epochs 0.1 \(1 iterations\) would end it in the past", resume, out, "--epochs", "0.1")
+    assert (out / "config.json").read_text() == config and (out / "checkpoint.npz").read_bytes() == checkpoint
     assert resume(out) == 0 and "complete at iteration 6; nothing to do" in capsys.readouterr().out
 
 

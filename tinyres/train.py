@@ -164,9 +164,6 @@ def resolve_config(args, run_dir):
         config["epochs"] = None
     if new_length and "milestones" not in given and saved.get("milestones") == default_milestones(saved.get("iterations") or 0):
         config["milestones"] = None  # the default milestones (50% and 75%) move with the length
-    if "iterations" in given and given["iterations"] < meta["iteration"]:
-        raise UsageError(f"{run_dir.path} is at iteration {meta['iteration']} already; --iterations {given['iterations']} "
-                         f"would end it in the past. Give more iterations, or evaluate it: python -m tinyres.evaluate {run_dir.path}")
     return config, (arrays, meta)
 
 
@@ -327,6 +324,10 @@ class Trainer:
         if count not in (None, self.train_data.num_images) or not np.array_equal(arrays["data.mean"], self.mean):
             raise ValueError(f"the training images in {c['data_dir'] or 'the default data folder'} are not the ones this run "
                              "was trained on (their number or pixel mean differs); resume with the --data-dir the run used")
+        if c["iterations"] < meta["iteration"]:  # known only now when the length was given in epochs
+            length = f"--iterations {c['iterations']}" if c["epochs"] is None else f"--epochs {c['epochs']:g} ({c['iterations']} iterations)"
+            raise UsageError(f"{self.dir} is at iteration {meta['iteration']} already; {length} would end it in the past. "
+                             f"Give a longer run, or evaluate it: python -m tinyres.evaluate {self.dir}", every_rank=True)
         model = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
         optimizer = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}
         try:
