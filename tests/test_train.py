@@ -104,6 +104,26 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_can_resume(cifar_dir, tmp_path, m
     assert checkpoint.load(str(out / "checkpoint.npz"))[1]["iteration"] == 6
 
 
+def test_a_second_ctrl_c_aborts_without_saving_and_says_where_resume_continues(cifar_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    original_step = train.Trainer.step
+
+    def step_then_interrupt_twice(self, images, labels):
+        result = original_step(self, images, labels)
+        if self.iteration == 3:  # Ctrl-C twice in the 4th step: the second one aborts it
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(train.Trainer, "step", step_then_interrupt_twice)
+    assert run(cifar_dir, out, "--iterations", "8", "--eval-every", "2") == 130
+    err = capsys.readouterr().err
+    # the evaluation at iteration 2 saved the last checkpoint; the abort in the 4th step saved nothing
+    assert "aborted after iteration 3 without saving; --resume continues from its checkpoint at iteration 2" in err
+    assert "before training started" not in err
+    assert checkpoint.load(str(out / "checkpoint.npz"))[1]["iteration"] == 2
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cifar_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     calls = {"n": 0}

@@ -304,17 +304,16 @@ class Trainer:
             raise self.diverged(f"{len(bad)} weight arrays became NaN or infinite ({', '.join(bad[:3])}, ...)")
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
         self.comm.check_identical(arrays, f"at iteration {self.iteration}")  # weights, statistics, momenta
-        self.saved_iteration, self._saved_at = self.iteration, time.monotonic()
-        if self.comm.rank != 0:  # rank 0 alone writes
-            return
-        arrays["data.mean"] = self.mean
-        meta = {
-            "iteration": self.iteration, "best": self.best, "warming_up": self.warming_up(),
-            "recent_errors": list(getattr(self.schedule, "recent", [])), "train_seconds": self.train_seconds,
-            "wall_seconds": self._wall_now(), "train_images": self.train_data.num_images,
-            "interval": self.interval, "config": self.config, "row": self.last_row,
-        }
-        self.run_dir.save_checkpoint(arrays, meta)
+        if self.comm.rank == 0:  # rank 0 alone writes
+            arrays["data.mean"] = self.mean
+            meta = {
+                "iteration": self.iteration, "best": self.best, "warming_up": self.warming_up(),
+                "recent_errors": list(getattr(self.schedule, "recent", [])), "train_seconds": self.train_seconds,
+                "wall_seconds": self._wall_now(), "train_images": self.train_data.num_images,
+                "interval": self.interval, "config": self.config, "row": self.last_row,
+            }
+            self.run_dir.save_checkpoint(arrays, meta)
+        self.saved_iteration, self._saved_at = self.iteration, time.monotonic()  # once it is on disk
 
     def restore(self, arrays, meta):
         """Continue from a checkpoint (read by resolve_config), after checking that it belongs to
@@ -527,6 +526,11 @@ def _train(config, saved, run_dir, comm):
         if comm.rank == 0:
             print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, nothing saved since the last checkpoint
+        if comm.rank == 0:
+            print(f"aborted after iteration {trainer.iteration} without saving; --resume continues from its "
+                  f"checkpoint at iteration {trainer.saved_iteration}", file=sys.stderr)
+        return 130
     if trainer.stop_reason == "interrupted":
         return 130
     if trainer.stop_reason == "time limit":
