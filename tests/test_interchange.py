@@ -156,7 +156,9 @@ def test_strict_false_skips_missing_and_unexpected_names_and_says_which(tmp_path
 @pytest.mark.parametrize("saved,loading,option", [
     (lambda: imagenet_resnet(50, stride_on="3x3"), lambda: imagenet_resnet(50), "stride_on"),
     (lambda: cifar_resnet(8, zero_channels="both"), lambda: cifar_resnet(8), "zero_channels"),
-], ids=["stride_on", "zero_channels"])
+    (lambda: cifar_resnet(8), lambda: cifar_resnet(8, plain=True), "plain"),  # option A: the same names
+    (lambda: cifar_resnet(8, plain=True), lambda: cifar_resnet(8), "plain"),
+], ids=["stride_on", "zero_channels", "residual-into-plain", "plain-into-residual"])
 def test_a_file_of_the_other_layout_is_refused(tmp_path, saved, loading, option):
     path = str(tmp_path / "model.safetensors")
     tinyres.save_safetensors(saved(), path)

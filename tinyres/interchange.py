@@ -22,10 +22,11 @@ checkpoints use):
 PyTorch's batch norm also counts its batches in ``num_batches_tracked`` (read only with
 ``momentum=None``); tinyres does not count them, so files get 0 and loading skips the count.
 
-Layout. Two choices change the function a network computes but no name or shape: where a
-bottleneck subsamples (``stride_on``) and where option A's zero channels go
-(``zero_channels``). A file written here records them in its header, and loading it into a
-network built the other way is refused. A file written by PyTorch records nothing, so there the
+Layout. Three choices change the function a network computes but no name or shape: whether
+the blocks add their shortcuts at all (``plain``: option A's shortcuts have no weights, so a
+ResNet and its plain twin have the same names), where a bottleneck subsamples (``stride_on``)
+and where option A's zero channels go (``zero_channels``). A file written here records them in
+its header, and loading it into a network built the other way is refused. A file written by PyTorch records nothing, so there the
 choice is yours to make: torchvision's ResNet-50/101/152 need ``stride_on="3x3"``, the CIFAR port
 ``zero_channels="both"``.
 """
@@ -95,6 +96,8 @@ def layout(model):
     """What names and shapes do not show, as safetensors header entries (strings)."""
     found = {}
     for module in model.modules():
+        if isinstance(module, (CifarResNet, ImageNetResNet)):
+            found["tinyres.plain"] = str(module.plain)
         if isinstance(module, Bottleneck):
             found["tinyres.stride_on"] = module.stride_on
         if isinstance(module, ZeroPadShortcut):
@@ -141,10 +144,11 @@ def load_safetensors(model, path, strict=True):
         theirs = header.get(key)
         if theirs is not None and theirs != ours:
             option = key.removeprefix("tinyres.")
+            theirs, ours = (v if v in ("True", "False") else repr(v) for v in (theirs, ours))  # as Python spells them
             raise StateDictError(
-                f"load_safetensors: {path} was saved from a network with {option}={theirs!r}, this one has "
-                f"{option}={ours!r}: the same names and shapes, another function. Build the network with "
-                f"{option}={theirs!r} (nothing was loaded)"
+                f"load_safetensors: {path} was saved from a network with {option}={theirs}, this one has "
+                f"{option}={ours}: the same names and shapes, another function. Build the network with "
+                f"{option}={theirs} (nothing was loaded)"
             )
     return load_pytorch_state_dict(model, state, strict, source=path)
 
