@@ -86,6 +86,19 @@ def test_the_command_writes_the_file_and_prints_its_entry(finished_run, tmp_path
     assert SHIPPED == before  # the command prints the entry; a person adds it
 
 
+def test_the_command_replaces_a_file_only_when_told(finished_run, tmp_path, capsys):
+    folder = tmp_path / "weights"
+    assert pretrained.main([finished_run, "--folder", str(folder)]) == 0
+    written = (folder / "cifar10-resnet8.npz").read_bytes()
+    (folder / "cifar10-resnet8.npz").write_bytes(b"the file a user ships")
+    capsys.readouterr()
+    assert pretrained.main([finished_run, "--folder", str(folder)]) == 2
+    assert "cifar10-resnet8.npz exists; nothing was written. Replace it with --replace" in capsys.readouterr().err
+    assert (folder / "cifar10-resnet8.npz").read_bytes() == b"the file a user ships"
+    assert pretrained.main([finished_run, "--folder", str(folder), "--replace"]) == 0
+    assert (folder / "cifar10-resnet8.npz").read_bytes() == written
+
+
 def test_the_command_runs_as_a_module_without_warnings():
     # importing tinyres.models must not import the module that python -m runs (runpy warns, and
     # with -W error fails, when it finds it in sys.modules already)

@@ -12,7 +12,8 @@ file and is set on the model as ``pixel_mean``. Each file is the final checkpoin
     python -m tinyres.models.pretrained results/cpu-resnet20-16k
 
 which writes the file into ``tinyres/models/weights/`` and prints the entry that describes it, to
-add to ``SHIPPED`` in ``tinyres/models/shipped.py``. A file is checked against its SHA-256 before
+add to ``SHIPPED`` in ``tinyres/models/shipped.py``. A file already there is replaced only with
+``--replace`` (its entry in ``SHIPPED`` then has to change with it). A file is checked against its SHA-256 before
 it is read.
 """
 
@@ -66,10 +67,10 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def export(run_dir, folder=WEIGHTS_DIR):
+def export(run_dir, folder=WEIGHTS_DIR, replace=False):
     """Write the final weights of the finished ResNet run in ``run_dir`` (float32, with the
     training set's pixel mean) to ``folder``; returns (depth, the :class:`shipped.Shipped` entry that
-    describes the file)."""
+    describes the file). An existing file of that depth is overwritten only if ``replace``."""
     from tinyres import runs
     from tinyres.evaluate import load_run
 
@@ -82,10 +83,15 @@ def export(run_dir, folder=WEIGHTS_DIR):
     if not run.complete or meta["iteration"] != config["iterations"]:
         raise ValueError(f"{run_dir} is not finished ({run.state}; checkpoint at iteration {meta['iteration']}): "
                          "ship only the weights of a run that reached its planned length")
+    name = f"cifar10-resnet{config['depth']}.npz"
+    if os.path.exists(os.path.join(folder, name)) and not replace:
+        ships = shipped.SHIPPED.get(config["depth"])
+        what = f" (shipped: {ships.run}, {ships.test_error:.2%} test error)" if ships and ships.file == name else ""
+        raise FileExistsError(f"{os.path.join(folder, name)} exists{what}; nothing was written. Replace it with "
+                              f"--replace (then update its SHIPPED entry), or write elsewhere with --folder")
     arrays = {name: value.astype(np.float32) for name, value in model.state_dict().items()}
     arrays[MEAN_KEY] = np.asarray(mean, np.float32)
     os.makedirs(folder, exist_ok=True)
-    name = f"cifar10-resnet{config['depth']}.npz"
     checkpoint.save_weights(arrays, os.path.join(folder, name))
     entry = shipped.Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
                             int(meta["iteration"]), os.path.basename(os.path.normpath(run_dir)))
@@ -97,10 +103,11 @@ def main(argv=None):
                                      description="Write a finished run's weights for shipping, and print its SHIPPED entry.")
     parser.add_argument("run_dir")
     parser.add_argument("--folder", default=WEIGHTS_DIR, help="where to write the file (default: the package's)")
+    parser.add_argument("--replace", action="store_true", help="overwrite a file of the same depth already in --folder")
     args = parser.parse_args(argv)
     try:
-        depth, entry = export(args.run_dir, args.folder)
-    except (ValueError, FileNotFoundError) as error:
+        depth, entry = export(args.run_dir, args.folder, args.replace)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {os.path.join(args.folder, entry.file)}; add to SHIPPED in {shipped.__file__}:")
