@@ -12,8 +12,11 @@ either, one. BLAS libraries read their thread count from the environment once, w
 them, so :func:`share_cores` runs from ``tinyres/__init__.py`` before NumPy is imported, and this
 file imports nothing but ``os``. A thread count you set yourself (``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``) is left as it is. A launcher that pins each
-process to its own cores (``mpiexec -bind-to core``) gives fewer cores to start from; the share
-is then at least one thread, never more than the cores the process was given.
+process to its own cores (``mpiexec -bind-to core:4``) gives fewer cores to start from, and the
+share divides them again: at least one thread, never more than the cores the process was given,
+but fewer than it could use; set ``OPENBLAS_NUM_THREADS`` to the cores per process then. (The
+share cannot tell pinning from a container that offers fewer cores than the machine has, where
+not dividing would run too many threads, so it always divides.)
 """
 
 import os
