@@ -86,6 +86,22 @@ def test_data_dir_may_be_the_batches_folder_itself_but_not_a_file(cifar_dir, tmp
         cifar10.load(str(tmp_path / "a-file"))
 
 
+def test_a_data_dir_that_cannot_be_created_or_written_is_a_clear_error(cifar_dir, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DatasetError, match=r"a-file/sub and that folder cannot be created .*--data-dir"):
+        cifar10.load(str(tmp_path / "a-file" / "sub"))
+    target = tmp_path / "read-only"
+    target.mkdir()
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", make_archive(cifar_dir, str(target / cifar10.ARCHIVE)))
+
+    def cannot_write(*args, **kwargs):  # what a read-only folder does (tests may run as root, where chmod does not)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cifar10.tempfile, "mkdtemp", cannot_write)
+    with pytest.raises(DatasetError, match=r"cifar-10-binary.tar.gz cannot be extracted where it is .*tar xzf"):
+        cifar10.locate(str(target), download=False)
+
+
 def test_archive_is_checked_then_extracted_atomically(cifar_dir, tmp_path, monkeypatch):
     target = tmp_path / "fresh"
     target.mkdir()

@@ -139,7 +139,10 @@ def _missing(data_dir, reason):
 
 def _download(archive, data_dir):
     created = not os.path.exists(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as error:
+        raise _missing(data_dir, f"that folder cannot be created to download it into ({error})") from None
     partial = archive + ".part"
     print(f"downloading CIFAR-10 (163 MB) from {URL} to {data_dir}", flush=True)
     try:
@@ -168,7 +171,13 @@ def _check_md5(archive):
 
 def _extract(archive, data_dir):
     """Extract into a temporary folder beside the target, then rename: all or nothing."""
-    staging = tempfile.mkdtemp(prefix=".extract-", dir=data_dir)
+    try:
+        staging = tempfile.mkdtemp(prefix=".extract-", dir=data_dir)
+    except OSError as error:
+        raise DatasetError(
+            f"{archive} cannot be extracted where it is ({error}). Copy it into a folder you can write "
+            f"to and point --data-dir there, or extract it yourself: tar xzf {archive} -C FOLDER"
+        ) from None
     try:
         with tarfile.open(archive) as tar:
             members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(FOLDER + "/")]
