@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,8 @@ def write_run(path, depth, plain, rows, iterations=1000, milestones="500,750"):
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     if rows:
-        lines = ["iteration,train_loss,train_error,test_error"] + [f"{i},2.0,{tr},{te}" for i, tr, te in rows]
+        lines = ["iteration,lr,train_loss,train_error,test_error,train_seconds"] + [
+            f"{i},0.1,2.0,{tr},{te},{i / 2}" for i, tr, te in rows]
         with open(os.path.join(path, "metrics.csv"), "w") as f:
             f.write("\n".join(lines) + "\n")
     return str(path)
@@ -265,9 +267,13 @@ def test_cli_figure7_measures_a_trained_checkpoint_and_writes_a_png(cifar_dir, t
     ("figure6", "no output folder", "cannot write .*: the folder .* does not exist"),
     ("figure7", "missing", "does not exist: give a run directory"),
     ("figure7", "no checkpoint", "has no checkpoint.npz yet"),
+    ("figure6", "damaged header", "metrics.csv lacks the columns train_error, test_error, train_seconds .*put back the run's own file"),
 ])
 def test_cli_errors_are_one_line_and_exit_code_2(tmp_path, capsys, figure, problem, message):
     run_dir = write_run(tmp_path / "run", 20, False, [] if problem == "no metrics" else [(100, 0.5, 0.5)])
+    if problem == "damaged header":  # the first line of metrics.csv cut short
+        metrics = Path(run_dir) / "metrics.csv"
+        metrics.write_text("iteration,lr,train_loss\n" + metrics.read_text().split("\n", 1)[1])
     out = tmp_path / ("nowhere" if problem == "no output folder" else "") / "figure.png"
     argv = [figure, str(tmp_path / "missing") if problem == "missing" else run_dir, "-o", str(out)]
     assert plot.main(argv) == 2

@@ -423,6 +423,10 @@ class Run:
         return self
 
 
+# the columns of metrics.csv that every version of the trainer has written, and plots and tables read
+LOGGED_COLUMNS = ("iteration", "lr", "train_error", "test_error", "train_seconds")
+
+
 def load(path):
     """Read ``config.json``, ``metrics.csv`` (absent until the first evaluation) and, if present,
     the header of ``log.txt``. FileNotFoundError if ``path`` is not a run directory."""
@@ -433,6 +437,10 @@ def load(path):
     config = run_dir.read_config()
     rows = run_dir.metrics()
     columns = rows[0].keys() if rows else []
+    lacking = [c for c in LOGGED_COLUMNS if rows and c not in columns]
+    if lacking:
+        raise RunDirError(f"{run_dir.file(METRICS)} lacks the column{'s' * (len(lacking) > 1)} {', '.join(lacking)} (its first line names the "
+                          f"columns): it is damaged or was edited; put back the run's own file")
     try:
         metrics = {c: np.array([float(r[c]) for r in rows]) for c in columns}
     except (TypeError, ValueError):
