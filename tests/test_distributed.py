@@ -531,6 +531,28 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_one_clear_error(cifar):
 
 
 @needs_mpi
+@pytest.mark.parametrize("extra, message", [
+    (("--iterations", "x"), "argument --iterations: invalid int value: 'x' (python -m tinyres.train --help lists the options)"),
+    (("--subset", "600", "--iterations", "1"), "subset must be between 1 and 120 images, got 600"),
+], ids=["mistyped-flag", "subset-too-large"])
+def test_a_mistake_every_rank_meets_is_printed_once_without_an_abort(cifar, extra, message):
+    args = [a for a in small_run(cifar, "mistake") if a not in ("--subset", "48")] + list(extra)
+    job = start_ranks(args)
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode == 2, output
+    assert output.count(message) == 1, output
+    assert "MPI_Abort" not in output and "Traceback" not in output, output
+
+
+@needs_mpi
+def test_resume_without_out_under_mpiexec_is_printed_once_without_an_abort(cifar):
+    job = start_ranks(["--depth", "8", "--resume", "--no-progress"])
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode == 2, output
+    assert output.count("error: --resume needs --out RUN_DIR") == 1 and "MPI_Abort" not in output, output
+
+
+@needs_mpi
 def test_collectives_on_the_strict_backend_go_through_host_buffers():
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py")],

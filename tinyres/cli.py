@@ -1,5 +1,6 @@
 """What the command-line tools (train, evaluate, plot) share: how they report a user's mistake."""
 
+import argparse
 import sys
 
 
@@ -36,3 +37,12 @@ def reporting_usage_errors(main):
 
     wrapped.__doc__, wrapped.__name__ = main.__doc__, main.__name__
     return wrapped
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes (an unknown flag, a value of the wrong type) are
+    UsageErrors that every rank meets alike: under mpiexec the message is printed once, by rank 0,
+    and no rank aborts."""
+
+    def error(self, message):
+        raise UsageError(f"{message} ({self.prog} --help lists the options)", every_rank=True)

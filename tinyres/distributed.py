@@ -136,12 +136,20 @@ class Communicator:
     @contextlib.contextmanager
     def rank_zero_first(self):
         """Rank 0 runs the block first, then the other ranks (rank 0 may download data that the
-        others then find in place)."""
-        if self.rank != 0:
-            self.allgather(None)  # a barrier
-        yield
+        others then find in place). If the block fails on rank 0, every rank raises its error
+        rather than wait for it."""
         if self.rank == 0:
+            try:
+                yield
+            except Exception as error:
+                self.allgather(error)  # the barrier the others wait at, with the news
+                raise
             self.allgather(None)
+        else:
+            failed = self.allgather(None)[0]
+            if failed is not None:
+                raise failed
+            yield
 
 
 class MPICommunicator(Communicator):

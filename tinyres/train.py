@@ -49,8 +49,8 @@ import time
 import numpy as np
 
 from tinyres import distributed, runs
-from tinyres.cli import UsageError, reporting_usage_errors
-from tinyres.data import DatasetError, cifar10_loaders
+from tinyres.cli import ArgumentParser, UsageError, reporting_usage_errors
+from tinyres.data import DatasetError, SplitError, cifar10_loaders
 from tinyres.evaluate import evaluate
 from tinyres.nn.functional import cross_entropy
 from tinyres.optim import SGD, MultiStepLR, WarmupUntilError
@@ -99,7 +99,7 @@ def check_settings(given):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinyres.train", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m tinyres.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     a = p.add_argument
     a("--depth", type=int, help="6n+2: 20, 32, 44, 56, 110, 1202, ... (default 20)")
@@ -136,7 +136,7 @@ def run_folder(args):
     if args.out is not None:
         return args.out
     if args.resume:
-        raise UsageError("--resume needs --out RUN_DIR, the directory of the run to continue")
+        raise UsageError("--resume needs --out RUN_DIR, the directory of the run to continue", every_rank=True)
     config = {**DEFAULTS, **{k: v for k, v in vars(args).items() if v is not None}}
     return os.path.join("runs", f"{runs.run_name(config).lower()}-seed{config['seed']}")
 
@@ -507,7 +507,7 @@ def _train(config, saved, run_dir, comm):
             trainer.restore(*saved)
     except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
         message = f"cannot resume: {error}" if saved is not None else str(error)
-        raise UsageError(message, every_rank=isinstance(error, distributed.BatchDoesNotSplit)) from None
+        raise UsageError(message, every_rank=isinstance(error, (distributed.BatchDoesNotSplit, SplitError))) from None
     if saved is None or config != saved[1]["config"]:
         trainer.save()  # the checkpoint records the run (and its new settings) before anything else
     if comm.rank == 0:

@@ -7,6 +7,11 @@ from tinyres.data.cifar10 import CLASSES, DatasetError, default_data_dir
 from tinyres.data.loader import Loader, pixel_mean
 
 
+class SplitError(ValueError):
+    """A subset, test subset or validation split that the images cannot give (the same on every
+    process that reads the same data)."""
+
+
 def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subset=None,
                     validation=0, eval_batch_size=500, download=True, dtype="float32", test_subset=None,
                     rank=0, ranks=1):
@@ -27,7 +32,7 @@ def cifar10_loaders(data_dir=None, batch_size=128, backend="numpy", seed=0, subs
     (train_x, train_y), held_out = training_split(train_x, train_y, validation, subset)
     if test_subset is not None:
         if not 0 < test_subset <= len(test_x):
-            raise ValueError(f"test_subset must be between 1 and {len(test_x)} images, got {test_subset}")
+            raise SplitError(f"test_subset must be between 1 and {len(test_x)} images, got {test_subset}")
         test_x, test_y = test_x[:test_subset], test_y[:test_subset]
     mean = pixel_mean(train_x)
     shard = {"rank": rank, "ranks": ranks}
@@ -47,7 +52,7 @@ def training_split(images, labels, validation=0, subset=None):
         (images, labels), held_out = validation_split(images, labels, validation)
     if subset is not None:
         if not 0 < subset <= len(images):
-            raise ValueError(f"subset must be between 1 and {len(images)} images, got {subset}")
+            raise SplitError(f"subset must be between 1 and {len(images)} images, got {subset}")
         images, labels = images[:subset], labels[:subset]
     return (images, labels), held_out
 
@@ -56,8 +61,8 @@ def validation_split(images, labels, validation):
     """((training images, labels), (validation images, labels)): the last ``validation`` training
     images are held out."""
     if not 0 < validation < len(images):
-        raise ValueError(f"validation must be between 1 and {len(images) - 1} images, got {validation}")
+        raise SplitError(f"validation must be between 1 and {len(images) - 1} images, got {validation}")
     return (images[:-validation], labels[:-validation]), (images[-validation:], labels[-validation:])
 
 
-__all__ = ["CLASSES", "DatasetError", "Loader", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean", "training_split", "validation_split"]
+__all__ = ["CLASSES", "DatasetError", "Loader", "SplitError", "cifar10", "cifar10_loaders", "default_data_dir", "pixel_mean", "training_split", "validation_split"]
