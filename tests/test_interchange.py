@@ -176,6 +176,11 @@ def test_a_file_that_is_not_safetensors_is_a_clear_error(tmp_path):
         tinyres.load_safetensors(cifar_resnet(8), str(path))
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors does not exist"):
         tinyres.load_safetensors(cifar_resnet(8), str(tmp_path / "nowhere.safetensors"))
+    with pytest.raises(IsADirectoryError, match="is a folder; give the .safetensors file in it"):
+        tinyres.load_safetensors(cifar_resnet(8), str(tmp_path))
+    tinyres.save(cifar_resnet(8).state_dict(), str(tmp_path / "weights.npz"))
+    with pytest.raises(ValueError, match=r"weights\.npz is an \.npz file.*model\.load_state_dict\(tinyres\.load\(path\)\)"):
+        cifar_resnet(8, weights=str(tmp_path / "weights.npz"))
 
 
 def test_without_safetensors_the_error_says_what_to_install(monkeypatch, tmp_path):

@@ -75,6 +75,16 @@ def test_load_state_dict_names_missing_unexpected_and_misshaped_entries():
         small_net().load_state_dict(state)
 
 
+def test_a_run_checkpoints_arrays_are_refused_with_how_to_load_them():
+    # checkpoint.npz holds model.<name> and optimizer.<name>; loading it as a state dict must say so
+    # (with strict=False it would otherwise load nothing and report success)
+    arrays = {f"model.{k}": v for k, v in small_net().state_dict().items()}
+    arrays["optimizer.velocity.0"] = np.zeros(3)
+    for strict in (True, False):
+        with pytest.raises(ValueError, match=r"a training run's checkpoint arrays.*tinyres.evaluate.load_run"):
+            small_net().load_state_dict(arrays, strict=strict)
+
+
 def test_he_initialisation_has_the_papers_standard_deviation():
     tinyres.manual_seed(0)
     conv = nn.Conv2d(64, 64, 3)

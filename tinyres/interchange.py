@@ -128,6 +128,8 @@ def load_safetensors(model, path, strict=True):
     numpy_api = _safetensors()
     from safetensors import safe_open
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"load_safetensors: {path} is a folder; give the .safetensors file in it")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_safetensors: {path} does not exist")
     try:
@@ -135,6 +137,9 @@ def load_safetensors(model, path, strict=True):
             header = f.metadata() or {}
         state = numpy_api.load_file(path)
     except Exception as error:  # safetensors raises its own error type, from Rust
+        if str(path).endswith(".npz"):
+            raise ValueError(f"load_safetensors: {path} is an .npz file, as tinyres.save writes them, not a safetensors "
+                             "file: load it with model.load_state_dict(tinyres.load(path))") from None
         raise ValueError(
             f"load_safetensors: {path} is not a safetensors file tinyres can read ({error}). A PyTorch "
             ".pth file converts, where PyTorch is installed, with safetensors.torch.save_file("

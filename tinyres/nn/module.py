@@ -212,6 +212,12 @@ def load_arrays(targets, state, strict, what):
     names = strict and (missing or unexpected)
     if names:
         problems = ([f"missing {missing}"] if missing else []) + ([f"unexpected {unexpected}"] if unexpected else []) + problems
+    if missing and all(f"model.{name}" in state for name in missing):  # a training run's checkpoint.npz
+        raise StateDictError(
+            f"{what} (nothing was loaded): these are a training run's checkpoint arrays, whose weights are "
+            "named model.<name> beside the optimizer's. Load the run with tinyres.evaluate.load_run(RUN_DIR), "
+            "or its weights alone with {k[6:]: v for k, v in arrays.items() if k.startswith('model.')}"
+        )
     if problems:
         raise StateDictError(
             f"{what} (nothing was loaded): {'; '.join(problems)}. Load weights saved from the same "
