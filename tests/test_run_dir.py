@@ -268,7 +268,7 @@ def test_ctrl_c_during_start_up_is_a_message_not_a_traceback(cifar_dir, tmp_path
 @pytest.mark.parametrize("option, value", [
     ("--lr", "nan"), ("--lr", "inf"), ("--lr", "0"), ("--weight-decay", "nan"), ("--weight-decay", "-1"),
     ("--momentum", "nan"), ("--stop-after-minutes", "-1"), ("--stop-after-minutes", "nan"),
-    ("--checkpoint-minutes", "0"), ("--depth", "21"), ("--milestones", "0,5"),
+    ("--checkpoint-minutes", "0"), ("--depth", "21"), ("--milestones", "0,5"), ("--milestones", "100,"),
 ])
 def test_settings_that_make_no_sense_are_refused_before_anything_is_written(cifar_dir, tmp_path, option, value):
     user_error(f"error: {option}", run, cifar_dir, tmp_path / "run", option, value)

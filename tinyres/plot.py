@@ -98,7 +98,7 @@ def plot_error_curves(ax, runs, title=None, colors=None, missing=()):
     milestones = {run.config.get("milestones") for run in runs}
     xlabel = "iterations"
     if len(milestones) == 1 and milestones != {None}:
-        divisions = [int(i) for i in str(milestones.pop()).split(",") if i.strip()]
+        divisions = run_files.parse_milestones(milestones.pop())
         ax.vlines(divisions, 0, 1, transform=ax.get_xaxis_transform(), color="0.45", ls=":", lw=1, zorder=0)
         xlabel += " (dotted: learning rate divided by 10)"
     if last >= 20_000:  # long runs: the paper's unit, 10^4 iterations

@@ -72,9 +72,21 @@ def _one_of(*choices):
     return lambda v: v in choices and type(v) is type(choices[0])
 
 
+def parse_milestones(text):
+    """'32000,48000' -> [32000, 48000], the iterations where the rate is divided; anything else
+    (an empty part, a number below 1) is a ValueError naming --milestones."""
+    try:
+        milestones = sorted(int(m) for m in str(text).split(","))
+    except ValueError:
+        milestones = None
+    if not milestones or milestones[0] < 1:
+        raise ValueError(f"--milestones must be iteration numbers (1 or more) separated by commas, such as 32000,48000; got {text!r}")
+    return milestones
+
+
 def _milestones(v):
     try:
-        return isinstance(v, str) and all(int(m) >= 1 for m in v.split(",")) and v.strip() != ""
+        return isinstance(v, str) and bool(parse_milestones(v))
     except ValueError:
         return False
 

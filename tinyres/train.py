@@ -54,6 +54,7 @@ from tinyres.data import DatasetError, SplitError, cifar10_loaders
 from tinyres.evaluate import evaluate
 from tinyres.nn.functional import cross_entropy
 from tinyres.optim import SGD, MultiStepLR, WarmupUntilError
+from tinyres.runs import parse_milestones
 
 DEFAULTS = {
     "depth": 20, "plain": False, "shortcut": "A", "backend": "numpy", "batch_size": 128,
@@ -74,17 +75,6 @@ def default_milestones(iterations):
     """Where the paper divides the learning rate, scaled to a run's length: 50% and 75% (32k and
     48k of 64k)."""
     return f"{max(1, iterations // 2)},{max(1, iterations * 3 // 4)}"
-
-
-def parse_milestones(text):
-    """'32000,48000' -> [32000, 48000]; anything else is an error naming --milestones."""
-    try:
-        milestones = sorted(int(m) for m in str(text).split(",") if m.strip())
-    except ValueError:
-        milestones = None
-    if not milestones or milestones[0] < 1:
-        raise ValueError(f"--milestones must be iteration numbers (1 or more) separated by commas, such as 32000,48000; got {text!r}")
-    return milestones
 
 
 def check_settings(given):
