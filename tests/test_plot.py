@@ -257,7 +257,9 @@ def test_cli_figure7_measures_a_trained_checkpoint_and_writes_a_png(cifar_dir, t
     assert plot.main(["figure7", run_dir, "--data-dir", str(cifar_dir), "--images", "10", "-o", str(out)]) == 0
     assert is_png(out)
     assert "ResNet-8, 7 layers on 10 test images" in capsys.readouterr().out
-    assert plot.main(["figure7", run_dir, "--data-dir", str(cifar_dir), "--images", "25", "-o", str(out)]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        plot.main(["figure7", run_dir, "--data-dir", str(cifar_dir), "--images", "25", "-o", str(out)])
+    assert stopped.value.code == 2
     assert capsys.readouterr().err == "error: --images must be between 1 and 24 (the test set's size), got 25\n"
 
 
@@ -276,7 +278,9 @@ def test_cli_errors_are_one_line_and_exit_code_2(tmp_path, capsys, figure, probl
         metrics.write_text("iteration,lr,train_loss\n" + metrics.read_text().split("\n", 1)[1])
     out = tmp_path / ("nowhere" if problem == "no output folder" else "") / "figure.png"
     argv = [figure, str(tmp_path / "missing") if problem == "missing" else run_dir, "-o", str(out)]
-    assert plot.main(argv) == 2
+    with pytest.raises(SystemExit) as stopped:
+        plot.main(argv)
+    assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert re.search(message, err)

@@ -92,7 +92,9 @@ def test_the_command_replaces_a_file_only_when_told(finished_run, tmp_path, caps
     written = (folder / "cifar10-resnet8.npz").read_bytes()
     (folder / "cifar10-resnet8.npz").write_bytes(b"the file a user ships")
     capsys.readouterr()
-    assert pretrained.main([finished_run, "--folder", str(folder)]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        pretrained.main([finished_run, "--folder", str(folder)])
+    assert stopped.value.code == 2
     assert "cifar10-resnet8.npz exists; nothing was written. Replace it with --replace" in capsys.readouterr().err
     assert (folder / "cifar10-resnet8.npz").read_bytes() == b"the file a user ships"
     assert pretrained.main([finished_run, "--folder", str(folder), "--replace"]) == 0
@@ -114,7 +116,9 @@ def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
                 "--stop-after-minutes", "0", "--no-progress", "--data-dir", str(cifar_dir), "--out", run_dir])
     with pytest.raises(ValueError, match="is not finished"):
         pretrained.export(run_dir, str(tmp_path / "weights"))
-    assert pretrained.main([run_dir, "--folder", str(tmp_path / "weights")]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        pretrained.main([run_dir, "--folder", str(tmp_path / "weights")])
+    assert stopped.value.code == 2
     assert "is not finished" in capsys.readouterr().err
 
 

@@ -59,7 +59,9 @@ def test_the_command_prints_a_markdown_table_or_one_error_line(two_runs, tmp_pat
     assert report.main(list(two_runs)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| run | network |") and all(line.count("|") == 10 for line in lines)
-    assert report.main([str(tmp_path / "nothing")]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        report.main([str(tmp_path / "nothing")])
+    assert stopped.value.code == 2
     assert "does not exist: give a run directory" in capsys.readouterr().err
 
 

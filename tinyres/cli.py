@@ -1,4 +1,5 @@
-"""What the command-line tools (train, evaluate, plot) share: how they report a user's mistake."""
+"""What the command-line tools (train, evaluate, plot, report, models.pretrained) share: how they
+report a user's mistake."""
 
 import argparse
 import sys

@@ -10,14 +10,13 @@ evaluation mode. The images come from --data-dir, else $TINYRES_DATA, else the r
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
 from tinyres import distributed, runs
-from tinyres.cli import UsageError, reporting_usage_errors
+from tinyres.cli import ArgumentParser, UsageError, reporting_usage_errors
 from tinyres.data import DatasetError, Loader, cifar10, pixel_mean, training_split
 from tinyres.nn.functional import cross_entropy
 
@@ -78,7 +77,7 @@ def evaluation_splits(config, mean, data_dir=None):
 
 @reporting_usage_errors
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyres.evaluate", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tinyres.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a directory written by python -m tinyres.train")
     parser.add_argument("--data-dir", help="CIFAR-10 location (default: $TINYRES_DATA, then the folder the run used)")
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])

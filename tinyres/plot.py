@@ -18,13 +18,13 @@ matplotlib is imported inside the functions that draw: ``import tinyres`` does n
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
 from tinyres import runs as run_files
+from tinyres.cli import ArgumentParser, UsageError, reporting_usage_errors
 from tinyres.nn.batch_norm import BatchNorm2d
 from tinyres.nn.conv import Conv2d
 from tinyres.nn.module import observing
@@ -288,8 +288,9 @@ def _figure7_responses(run_dirs, data_dir, count):
     return dict(zip(_unique_labels(labels, run_dirs), responses))
 
 
+@reporting_usage_errors
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyres.plot", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tinyres.plot", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="figure", required=True)
     six = commands.add_parser("figure6", help="training and test error against iterations")
     six.add_argument("--ymax", type=float, help="top of the error axis in %% (the paper's: 20)")
@@ -304,8 +305,7 @@ def main(argv=None):
     try:
         import matplotlib
     except ImportError:
-        print("error: python -m tinyres.plot needs matplotlib: pip install matplotlib", file=sys.stderr)
-        return 2
+        raise UsageError("python -m tinyres.plot needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")  # files only: no window, no display needed
     import matplotlib.pyplot as plt
 
@@ -324,8 +324,7 @@ def main(argv=None):
         fig.savefig(args.output, dpi=150)
         plt.close(fig)
     except (OSError, ValueError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     print(f"wrote {args.output}")
     return 0
 

@@ -9,13 +9,13 @@ machine and commit of its log, and the paper's CIFAR-10 test error for that netw
 after 64k iterations; the paper gives no table numbers for plain nets, only Figure 6's curves).
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
 from tinyres import runs as run_files
+from tinyres.cli import ArgumentParser, UsageError, reporting_usage_errors
 
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets with option A shortcuts.
 # (For ResNet-110 the paper reports the best of 5 runs, 6.43%, and their mean 6.61 +- 0.16.)
@@ -113,16 +113,16 @@ def markdown(rows):
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
+@reporting_usage_errors
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyres.report", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tinyres.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--at", type=int, help="the evaluation at this iteration instead of the last one")
     args = parser.parse_args(argv)
     try:
         print(markdown(table_rows(args.run_dirs, args.at)))
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     return 0
 
 

@@ -17,7 +17,6 @@ add to ``SHIPPED`` in ``tinyres/models/shipped.py``. A file already there is rep
 it is read.
 """
 
-import argparse
 import hashlib
 import os
 import sys
@@ -25,6 +24,7 @@ import sys
 import numpy as np
 
 from tinyres import checkpoint
+from tinyres.cli import ArgumentParser, UsageError, reporting_usage_errors
 from tinyres.models import shipped
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
@@ -98,8 +98,9 @@ def export(run_dir, folder=WEIGHTS_DIR, replace=False):
     return config["depth"], entry
 
 
+@reporting_usage_errors
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyres.models.pretrained",
+    parser = ArgumentParser(prog="python -m tinyres.models.pretrained",
                                      description="Write a finished run's weights for shipping, and print its SHIPPED entry.")
     parser.add_argument("run_dir")
     parser.add_argument("--folder", default=WEIGHTS_DIR, help="where to write the file (default: the package's)")
@@ -108,8 +109,7 @@ def main(argv=None):
     try:
         depth, entry = export(args.run_dir, args.folder, args.replace)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     print(f"wrote {os.path.join(args.folder, entry.file)}; add to SHIPPED in {shipped.__file__}:")
     print(f"    {depth}: {entry!r},")
     return 0
