@@ -192,6 +192,11 @@ def test_the_same_experiment_can_start_again_where_its_checkpoint_was_lost(cifar
     assert run(cifar_dir, out, "--iterations", "2") == 0
     assert (out / "metrics.csv.orphaned").read_text() == old_rows  # kept, not overwritten
     assert logged_iterations(out) == ["2"]
+    second_rows = (out / "metrics.csv").read_text()
+    os.remove(out / "checkpoint.npz")  # lost again: the first orphaned log stays, the second is kept beside it
+    assert run(cifar_dir, out, "--iterations", "2") == 0
+    assert (out / "metrics.csv.orphaned").read_text() == old_rows
+    assert (out / "metrics.csv.orphaned.1").read_text() == second_rows
     os.remove(out / "checkpoint.npz")  # another experiment is still refused
     user_error("holds metrics.csv from another run", run, cifar_dir, out, "--iterations", "2", "--seed", "3")
 

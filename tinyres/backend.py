@@ -41,8 +41,10 @@ class Generator:
     Each backend owns one, seeded by :func:`manual_seed`. Numbers are drawn on the host by NumPy's
     PCG64 and copied to the backend. That costs one small transfer on a GPU (what a ResNet draws is
     its initial weights and, rarely, dropout masks), and buys two things: the same seed gives the
-    same numbers on every backend, and ``state()`` / ``set_state()`` capture the stream exactly, so
-    a resumed run continues it bit for bit.
+    same numbers on every backend, and ``state()`` / ``set_state()`` capture the stream exactly.
+    (The trainer does not need them to resume bit for bit: a CIFAR ResNet draws only its initial
+    weights, which the checkpoint replaces; a model that drew during training, such as one with
+    dropout, would have to save the state with its checkpoint.)
     """
 
     def __init__(self, backend, seed):
@@ -264,7 +266,8 @@ def retain_freed_memory():
     try:
         libc = ctypes.CDLL(name)
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 31))
+        largest = (1 << 31) - 1  # mallopt takes a C int: trim only beyond 2 GiB of free memory, i.e. never here
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, largest))
     except (OSError, AttributeError):
         return False
 

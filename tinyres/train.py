@@ -172,7 +172,10 @@ def _check_fresh_folder(run_dir, config):
             f"{run_dir.path} holds metrics.csv from another run but no checkpoint.npz to resume "
             f"from; choose another --out, or delete {run_dir.file(runs.METRICS)} to start afresh there")
     # the same experiment, started before and lost its checkpoint: start again, keeping the old rows
-    os.replace(run_dir.file(runs.METRICS), run_dir.file(runs.METRICS + ".orphaned"))
+    kept, k = run_dir.file(runs.METRICS + ".orphaned"), 1
+    while os.path.lexists(kept):  # an earlier start's, kept too
+        kept, k = run_dir.file(f"{runs.METRICS}.orphaned.{k}"), k + 1
+    os.replace(run_dir.file(runs.METRICS), kept)
 
 
 class Trainer:
@@ -214,6 +217,7 @@ class Trainer:
         self.stop_request = None  # the same, as this process saw it
         self.last_row = None  # the latest metrics row, kept in the checkpoint too
         self.saved_iteration = None  # iteration of the last checkpoint written
+        self.bar = None  # the progress bar, while run() runs
         self._saved_at = time.monotonic()
 
     def _resolve_schedule(self):
@@ -342,8 +346,6 @@ class Trainer:
             self.bar.write(message)
         else:
             print(message, flush=True)
-
-    bar = None
 
     def record_evaluation(self):
         """Evaluate, append a metrics row, keep the best test error, checkpoint, print a line."""

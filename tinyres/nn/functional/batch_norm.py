@@ -72,7 +72,8 @@ def batch_norm(x, running_mean, running_var, weight, bias, training, momentum=0.
         sums = comm.allreduce(backend.xp.concatenate([dbeta, dgamma]))
         return sums[:channels], sums[channels:]
 
-    def backward(g):  # dbeta = sum(g), dgamma = sum(g x_hat), dx: see the module docstring
+    # dbeta = sum(g), dgamma = sum(g x_hat), dx = gamma inv_std (g - dbeta / M - x_hat dgamma / M)
+    def backward(g):
         dx, dgamma, dbeta = _gradients_by_channel(channel_matrix(g), x_hat, gamma, inv_std, training, m, backend,
                                                   whole_batch if synchronized else None)
         dx = dx.reshape(channels, n, height, width).transpose(1, 0, 2, 3)

@@ -34,7 +34,7 @@ convolution beats col2im (scatter-adding W^T dY back onto the pixels, whose adds
 the image kh*kw times) by ~1.4x; strided convolutions use col2im, since the convolution would
 first have to spread dY out with zeros.
 
-Two more things make it fast on NumPy, neither changes the math:
+Three more things make it fast on NumPy; none changes the math:
 - the copies of im2col are split by channel over all CPU cores (``backend.parallel_map``):
   NumPy copies use one core, the matrix products already use all of them;
 - the big temporaries (the cols matrix, padded images) live in reusable scratch buffers
