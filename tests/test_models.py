@@ -216,3 +216,14 @@ def test_state_dict_keys_and_shapes_are_those_of_saved_checkpoints():
     for name, make in models.items():
         state = make().state_dict()
         assert [[key, list(value.shape)] for key, value in state.items()] == [list(kv) for kv in recorded[name].items()], name
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_shortcut_option_or_layout_that_does_not_exist_is_refused_also_for_plain_nets(plain):
+    # a plain net builds no shortcut, but a run records its settings: a typo must not pass silently
+    with pytest.raises(ValueError, match="shortcut option must be 'A', 'B' or 'C'"):
+        cifar_resnet(8, plain=plain, shortcut="D")
+    with pytest.raises(ValueError, match="zero_channels must be 'end'"):
+        cifar_resnet(8, plain=plain, zero_channels="middle")
+    with pytest.raises(ValueError, match="shortcut option must be 'A', 'B' or 'C'"):
+        imagenet_resnet(18, plain=plain, shortcut="a")

@@ -52,13 +52,19 @@ def projection(in_channels, out_channels, stride):
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
 
 
-def make_shortcut(option, in_channels, out_channels, stride, zero_channels="end"):
-    changes_shape = stride != 1 or in_channels != out_channels
+def check_shortcut(option, zero_channels="end"):
+    """Refuse a shortcut option or zero-channel layout that does not exist (also for a plain net,
+    which builds no shortcut but records its settings)."""
     if option not in ("A", "B", "C"):
         raise ValueError(f"shortcut option must be 'A', 'B' or 'C' (paper sections 3.3 and 4.1), got {option!r}")
     if zero_channels not in ZERO_CHANNELS:
         raise ValueError(f"zero_channels must be 'end' (tinyres) or 'both' (the PyTorch port of the CIFAR "
                          f"networks), got {zero_channels!r}")
+
+
+def make_shortcut(option, in_channels, out_channels, stride, zero_channels="end"):
+    changes_shape = stride != 1 or in_channels != out_channels
+    check_shortcut(option, zero_channels)
     if option == "C" or (option == "B" and changes_shape):
         return projection(in_channels, out_channels, stride)
     if option == "A" and changes_shape:
@@ -131,6 +137,7 @@ def make_stage(block, in_channels, channels, blocks, stride, plain, shortcut, **
     ``in_channels`` and subsampling by ``stride``, the others keeping the shape. Its output has
     ``channels * block.expansion`` channels. ``options`` go to every block (``stride_on``,
     ``zero_channels``)."""
+    check_shortcut(shortcut, options.get("zero_channels", "end"))
     stage = [block(in_channels, channels, stride, plain, shortcut, **options)]
     stage += [block(channels * block.expansion, channels, 1, plain, shortcut, **options) for _ in range(blocks - 1)]
     return nn.Sequential(*stage)
