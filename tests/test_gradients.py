@@ -7,6 +7,7 @@ derivative", over shapes, axes, strides and paddings drawn by hypothesis.
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinyres
 import tinyres.nn.functional as F
@@ -22,15 +23,10 @@ def check(backend, fn, *arrays, grad=None):
 
 
 def broadcastable_pair():
-    """Two shapes that broadcast against each other."""
-    return tst.shapes(max_dims=3).flatmap(
-        lambda shape: st.tuples(
-            st.just(shape),
-            st.lists(st.booleans(), min_size=len(shape), max_size=len(shape)).map(
-                lambda ones: tuple(1 if o else n for o, n in zip(ones, shape))
-            ).flatmap(lambda s: st.integers(0, len(s)).map(lambda k: s[k:])),
-        )
-    )
+    """Two shapes that broadcast against each other: either one, or both, may be stretched
+    ((3, 1) with (1, 4), (2, 3) with (3,), (3,) with (2, 3), ...)."""
+    return hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=4).map(
+        lambda shapes: shapes.input_shapes)
 
 
 @given(broadcastable_pair().flatmap(lambda s: st.tuples(tst.arrays(s[0]), tst.arrays(s[1]))))
@@ -60,10 +56,12 @@ def test_exp_log_gradients(backend, x):
     check(backend, lambda t: (t * t + 0.1).log(), x)
 
 
-@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.sampled_from([(), (2,), (3, 1)]), st.data())
-def test_matmul_gradient_with_batch_broadcasting(backend, n, k, m, batch, data):
-    a = data.draw(tst.arrays(batch + (n, k)))
-    b = data.draw(tst.arrays((k, m)))
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
+       st.sampled_from([((), ()), ((2,), ()), ((3, 1), ()), ((), (2,)), ((1,), (3,)), ((2, 1), (3,))]), st.data())
+def test_matmul_gradient_with_batch_broadcasting(backend, n, k, m, batches, data):
+    # batch dimensions on either side, or on both, broadcast against each other
+    a = data.draw(tst.arrays(batches[0] + (n, k)))
+    b = data.draw(tst.arrays(batches[1] + (k, m)))
     check(backend, lambda x, y: x @ y, a, b)
 
 
