@@ -191,6 +191,20 @@ def test_max_and_max_pool_send_a_nans_gradient_to_the_nan_alone(backend):
         np.testing.assert_array_equal(host(x.grad), [[[[0.0, 1.0], [0.0, 0.0]]]])
 
 
+def test_ties_max_pool_sends_the_gradient_to_the_first_maximum_and_max_shares_it(backend):
+    # the two documented rules (pooling.py: the first maximal element, as PyTorch; reduce.py: shared
+    # equally), on windows where the maximum is reached twice; gradient checks never see ties
+    x = tensor(backend, [[[[1.0, 3.0, 5.0, 0.0], [3.0, 2.0, 5.0, 5.0]]]], requires_grad=True)
+    F.max_pool2d(x, 2).sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [[[[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]])
+    x = tensor(backend, [[1.0, 3.0], [3.0, 2.0]], requires_grad=True)
+    x.max().backward()
+    np.testing.assert_array_equal(host(x.grad), [[0.0, 0.5], [0.5, 0.0]])
+    x = tensor(backend, [[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [[0.0, 0.5, 0.5], [0.5, 0.5, 0.0]])
+
+
 def test_a_leaf_converted_by_module_astype_after_a_backward_takes_the_next_backward():
     layer = tinyres.nn.Linear(2, 2)
     layer(tinyres.Tensor(np.ones((1, 2)))).sum().backward()

@@ -180,6 +180,15 @@ def test_subset_and_validation_split(cifar_dir):
     train, evaluation, mean = cifar10_loaders(str(cifar_dir), batch_size=8, subset=50, validation=20, download=False)
     assert train.num_images == 50 and evaluation["val"].num_images == 20 and evaluation["test"].num_images == 24
     assert len(train) == 6 and mean.shape == (3, 32, 32)  # the last partial batch is dropped in training
+    # which images: the validation set is the last 20 training images, the subset the first 50 of
+    # the rest, and no validation image is trained on
+    images, labels, _, _ = cifar10.load(str(cifar_dir), download=False)
+    np.testing.assert_array_equal(evaluation["val"].images, images[-20:])
+    np.testing.assert_array_equal(evaluation["val"].labels, labels[-20:])
+    np.testing.assert_array_equal(train.images, images[:50])
+    trained = {image.tobytes() for image in train.images}
+    assert not any(image.tobytes() in trained for image in evaluation["val"].images)
+    np.testing.assert_allclose(mean, images[:50].astype(np.float64).mean(axis=0) / 255, rtol=1e-6)  # the trained images' mean
     with pytest.raises(ValueError, match="subset must be between 1 and 100"):
         cifar10_loaders(str(cifar_dir), subset=500, validation=20, download=False)
 

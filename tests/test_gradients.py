@@ -135,15 +135,17 @@ def test_relu_gradient(backend, x):
     check(backend, F.relu, x)
 
 
-@given(tst.conv_geometries(), st.booleans(), st.data())
-def test_conv2d_gradient_any_kernel_stride_padding(backend, g, with_bias, data):
+@given(tst.conv_geometries(), st.booleans(), st.sampled_from([(True, True), (False, True), (True, False)]), st.data())
+def test_conv2d_gradient_any_kernel_stride_padding(backend, g, with_bias, needs, data):
+    # needs: which of input and weight want a gradient (a first layer's input does not, a frozen
+    # layer's weight does not: conv's backward skips each then)
     x = data.draw(tst.arrays((g.batch, g.in_channels, g.height, g.width)))
     w = data.draw(tst.arrays((g.out_channels, g.in_channels) + g.kernel_size))
     b = data.draw(tst.arrays((g.out_channels,)))
     if with_bias:
-        check(backend, lambda x, w, b: F.conv2d(x, w, b, g.stride, g.padding), x, w, b)
+        check(backend, lambda x, w, b: F.conv2d(x, w, b, g.stride, g.padding), x, w, b, grad=[*needs, True])
     else:
-        check(backend, lambda x, w: F.conv2d(x, w, None, g.stride, g.padding), x, w)
+        check(backend, lambda x, w: F.conv2d(x, w, None, g.stride, g.padding), x, w, grad=list(needs))
 
 
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.booleans(), st.data())

@@ -184,7 +184,7 @@ def test_summary_leaves_the_model_in_its_mode_with_its_own_forwards(training):
 
 def test_summary_restores_the_model_when_the_forward_pass_fails():
     model = cifar_resnet(8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"conv2d: input has 4 channels .* expects 3"):
         summary(model, (1, 4, 32, 32), **QUIET)  # 4 channels where the net expects 3
     assert all(m.training for m in model.modules())
     assert not any("forward" in vars(m) for m in model.modules())

@@ -135,6 +135,10 @@ def test_batchnorm2d_layer_gradients_train_and_eval(backend, n, c, data):
     layer.weight.data[...] = data.draw(tst.arrays((c,), 0.5, 2.0)).astype(np.float32)
     x = data.draw(tst.arrays((n, c, 2, 3)))
     check_layer(backend, layer, x)
+    # evaluation with statistics far from the initial (0, 1), so a backward that used the wrong
+    # ones (or the batch's) would show
+    layer.running_mean[...] = backend.asarray(data.draw(tst.arrays((c,), -2.0, 2.0)))
+    layer.running_var[...] = backend.asarray(data.draw(tst.arrays((c,), 0.25, 4.0)))
     check_layer(backend, layer.eval(), x)
 
 
