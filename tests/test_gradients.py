@@ -5,12 +5,14 @@ derivative", over shapes, axes, strides and paddings drawn by hypothesis.
 """
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinyres
 import tinyres.nn.functional as F
+from tinyres.testing import check_op
 from tinyres.testing import strategies as tst
 from tests.helpers import tensor
 
@@ -218,3 +220,52 @@ def test_astype_gradient_comes_back_in_the_input_dtype(backend, x):
     (t.astype("float32") * 3.0).sum().backward()
     assert t.grad.dtype == np.float64
     np.testing.assert_array_equal(backend.to_numpy(t.grad), np.full(x.shape, 3.0))
+
+
+R = np.random.default_rng(7)
+X4 = R.uniform(-2, 2, (2, 3, 4, 4))
+EVERY_OP = {  # name -> (op, arrays): every differentiable op of tinyres.nn.functional
+    "add": (F.add, [R.uniform(-2, 2, (3, 1)), R.uniform(-2, 2, (1, 4))]),
+    "sub": (F.sub, [R.uniform(-2, 2, (3, 4)), R.uniform(-2, 2, (4,))]),
+    "mul": (F.mul, [R.uniform(-2, 2, (4,)), R.uniform(-2, 2, (3, 4))]),
+    "div": (F.div, [R.uniform(-2, 2, (3, 4)), R.uniform(0.5, 2, (3, 1))]),
+    "neg": (F.neg, [R.uniform(-2, 2, (3, 4))]),
+    "power": (lambda t: F.power(t, 3), [R.uniform(-2, 2, (3, 4))]),
+    "exp": (F.exp, [R.uniform(-2, 2, (3, 4))]),
+    "log": (F.log, [R.uniform(0.5, 2, (3, 4))]),
+    "matmul": (F.matmul, [R.uniform(-2, 2, (2, 3, 4)), R.uniform(-2, 2, (4, 5))]),
+    "sum": (lambda t: F.sum(t, axis=1), [R.uniform(-2, 2, (3, 4))]),
+    "mean": (lambda t: F.mean(t, axis=(0, 2)), [R.uniform(-2, 2, (3, 4, 2))]),
+    "max": (lambda t: F.max(t, axis=0), [R.permutation(12).reshape(3, 4) / 4.0]),
+    "reshape": (lambda t: F.reshape(t, (4, 3)), [R.uniform(-2, 2, (3, 4))]),
+    "transpose": (lambda t: F.transpose(t, (1, 0, 2)), [R.uniform(-2, 2, (2, 3, 4))]),
+    "flatten": (lambda t: F.flatten(t, 1), [X4]),
+    "pad": (lambda t: F.pad(t, [(0, 0), (1, 2)], value=0.5), [R.uniform(-2, 2, (3, 4))]),
+    "getitem": (lambda t: F.getitem(t, (slice(None, None, 2), None, slice(1, 3))), [R.uniform(-2, 2, (3, 4))]),
+    "concat": (lambda a, b: F.concat([a, b], axis=1), [R.uniform(-2, 2, (3, 2)), R.uniform(-2, 2, (3, 4))]),
+    "relu": (F.relu, [R.permutation(12).reshape(3, 4) / 4.0 - 1.375]),
+    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, 2, 1), [X4, R.uniform(-1, 1, (5, 3, 3, 3)), R.uniform(-1, 1, (5,))]),
+    "batch_norm": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
+                   [X4, R.uniform(0.5, 2, (3,)), R.uniform(-1, 1, (3,))]),
+    "max_pool2d": (lambda t: F.max_pool2d(t, 2), [R.permutation(96).reshape(2, 3, 4, 4) / 8.0]),
+    "avg_pool2d": (lambda t: F.avg_pool2d(t, 3, 1, 1), [X4]),
+    "global_avg_pool2d": (F.global_avg_pool2d, [X4]),
+    "linear": (F.linear, [R.uniform(-2, 2, (3, 4)), R.uniform(-1, 1, (5, 4)), R.uniform(-1, 1, (5,))]),
+    "log_softmax": (lambda t: F.log_softmax(t, axis=1), [R.uniform(-2, 2, (3, 4))]),
+    "cross_entropy": (F.cross_entropy, [R.uniform(-2, 2, (3, 4)), np.array([0, 3, 1])]),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_OP))
+def test_every_op_keeps_float32_and_computes_the_same_on_the_strict_backend(name):
+    # gradcheck runs in float64 only; check_op adds what it cannot see: float32 in gives float32
+    # out and float32 gradients of the inputs' shapes, and code that would break on CuPy
+    op, arrays = EVERY_OP[name]
+    assert check_op(op, arrays)
+
+
+def test_the_list_of_every_op_is_complete():
+    # a new op in tinyres.nn.functional joins EVERY_OP (dropout draws random masks, astype changes
+    # the dtype on purpose, im2col and col2im are conv's helpers, tested with it)
+    public = {name for name in dir(F) if not name.startswith("_") and callable(getattr(F, name))}
+    assert public - {"dropout", "astype", "im2col", "col2im"} == set(EVERY_OP)

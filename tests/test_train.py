@@ -304,3 +304,25 @@ def test_evaluate_reports_the_validation_split_too(cifar_dir, tmp_path, capsys):
     assert f"validation error {float(logged['val_error']):.2%}" in printed and "on 20 images" in printed
     with pytest.raises(SystemExit, match="--batch-size must be at least 1"):
         evaluate.main([str(out), "--batch-size", "0"])
+
+
+def test_the_recipe_flags_reach_the_network_and_the_optimizer(cifar_dir, tmp_path, monkeypatch):
+    # --lr, --momentum, --weight-decay and --shortcut change the experiment: each must get there
+    made = {}
+    real_sgd = train.SGD
+
+    def recording_sgd(params, lr, momentum, weight_decay):
+        made.update(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return real_sgd(params, lr, momentum, weight_decay)
+
+    monkeypatch.setattr(train, "SGD", recording_sgd)
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "2", "--eval-every", "2", "--lr", "0.05", "--momentum", "0.8",
+               "--weight-decay", "0.001", "--shortcut", "B", "--milestones", "5") == 0
+    assert made == {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.001}
+    assert float(rows(out)[0]["lr"]) == pytest.approx(0.05)  # before the first division, the given rate
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    # option B: a projection (1x1 conv and batch norm) where the shape changes, at each stage's first block
+    assert {"model.stage2.0.shortcut.0.weight", "model.stage3.0.shortcut.1.running_var"} <= set(arrays)
+    assert not any(k.startswith("model.stage1.0.shortcut") for k in arrays)  # no projection where the shape stays
+    assert meta["config"]["shortcut"] == "B" and meta["config"]["lr"] == 0.05
