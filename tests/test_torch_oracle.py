@@ -113,14 +113,6 @@ def test_cross_entropy_and_log_softmax_match_torch(backend, n, classes, data):
     assert_same(F.log_softmax(ours[0], axis=1), TF.log_softmax(theirs[0], dim=1), ours, theirs)
 
 
-def test_cross_entropy_is_stable_for_huge_logits(backend):
-    logits = tensor(backend, [[1000.0, 0.0, -1000.0]], requires_grad=True)
-    loss = F.cross_entropy(logits, backend.asarray(np.array([2])))
-    assert loss.item() == pytest.approx(2000.0)
-    loss.backward()
-    assert np.all(np.isfinite(host(logits.grad)))
-
-
 def test_float32_conv_net_matches_torch_within_float32_rounding(backend):
     """The float32 path (what training uses) against torch in float32."""
     rng = np.random.default_rng(0)
