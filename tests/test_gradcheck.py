@@ -123,3 +123,19 @@ def test_a_correct_op_with_broadcasting_and_reductions_passes():
     # the checker must not reject what is right: a mix of broadcasting, reduction and a nonlinearity
     x, b = leaf(X), leaf([[0.5, -1.0, 2.0]])
     assert gradcheck(lambda x, b: tinyres.nn.functional.relu(x * b + 0.1).sum(axis=0), [x, b])
+
+
+def test_check_op_with_a_reference_catches_a_wrong_forward_that_backward_agrees_with():
+    # forward and backward wrong together (x^2 + x, its derivative 2x + 1) pass every gradient
+    # check; only the forward's values against an independent formula show the mistake
+    def off_square(x):
+        d = x.data
+        return Tensor.from_op("square", d * d + d, lambda g: ((2 * d + 1) * g,), x)
+
+    assert check_op(off_square, [X])
+    assert check_op(square, [X], reference=lambda x: x ** 2)
+    with pytest.raises(GradcheckError, match=r"fn gives .* where the reference gives"):
+        check_op(off_square, [X], reference=lambda x: x ** 2)
+    with pytest.raises(GradcheckError, match=r"fn gives shape \(3, 3\), the reference \(3,\)"):
+        check_op(square, [X], reference=lambda x: (x ** 2).sum(axis=0))
+    assert check_op(times, [X, Y], reference=lambda x, y: x * y)  # one argument per array

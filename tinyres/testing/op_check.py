@@ -11,7 +11,9 @@ runs, on NumPy and on the strict backend (NumPy that refuses what CuPy refuses):
 2. the op in float32: its output is float32, and backward gives every input a float32 gradient
    of the input's shape;
 
-and checks that the strict backend computes the same values as NumPy.
+and checks that the strict backend computes the same values as NumPy. A gradient check shows
+only that backward agrees with forward; given ``reference``, a plain NumPy function of the same
+arrays (a formula or a loop, written independently of the op), it also checks forward's values.
 """
 
 import numpy as np
@@ -22,7 +24,7 @@ from tinyres.tensor import Tensor
 from tinyres.testing.gradcheck import GradcheckError, gradcheck
 
 
-def check_op(fn, arrays, grad=None, backends=("numpy", "strict"), **gradcheck_options):
+def check_op(fn, arrays, grad=None, backends=("numpy", "strict"), reference=None, **gradcheck_options):
     """Check the op ``fn`` on tensors made from ``arrays``; True, or :class:`GradcheckError`
     saying which check failed, on which backend and in which dtype.
 
@@ -34,9 +36,11 @@ def check_op(fn, arrays, grad=None, backends=("numpy", "strict"), **gradcheck_op
             arrays (class labels) stay integer tensors and get no gradient.
         grad: which of the floating inputs to differentiate (default: all of them).
         backends: the backends to run on.
+        reference: optional, a function of the NumPy arrays (floating ones as float64) returning
+            what ``fn`` should return; compared with the float64 output to rtol 1e-10.
         gradcheck_options: ``eps``, ``atol``, ``rtol``, ``seed``, passed to ``gradcheck``.
 
-    >>> check_op(lambda x: (x * x).sum(axis=1), [np.random.randn(3, 4)])
+    >>> check_op(lambda x: (x * x).sum(axis=1), [np.random.randn(3, 4)], reference=lambda x: (x ** 2).sum(axis=1))
     True
     """
     arrays = [np.asarray(a) for a in arrays]
@@ -58,11 +62,24 @@ def check_op(fn, arrays, grad=None, backends=("numpy", "strict"), **gradcheck_op
                 output = fn(*tensors("float64")).numpy()
         if first is None:
             first = (name, output)
+            if reference is not None:
+                _check_reference(output, reference(*[a.astype(np.float64) if f else a for a, f in zip(arrays, floating)]))
         elif output.shape != first[1].shape or not np.allclose(output, first[1], rtol=1e-12, atol=1e-12, equal_nan=True):
             raise GradcheckError(f"check_op: the {name} backend computes other values than the {first[0]} backend")
         with _failing_as(f"on the {name} backend, in float32"):
             _check_float32(fn, tensors("float32"))
     return True
+
+
+def _check_reference(output, expected):
+    """The float64 output equals what ``reference`` computes, to rtol 1e-10."""
+    expected = np.asarray(expected, dtype=np.float64)
+    if output.shape != expected.shape:
+        raise GradcheckError(f"check_op: fn gives shape {output.shape}, the reference {expected.shape}")
+    if not np.allclose(output, expected, rtol=1e-10, atol=1e-12, equal_nan=True):
+        worst = np.unravel_index(np.argmax(np.abs(output - expected)), output.shape)
+        raise GradcheckError(f"check_op: fn gives {output[worst]:.10g} at {tuple(int(k) for k in worst)} where the "
+                             f"reference gives {expected[worst]:.10g} (float64)")
 
 
 def _check_float32(fn, inputs):
