@@ -90,7 +90,7 @@ def check_settings(given):
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m tinyres.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     a = p.add_argument
     a("--depth", type=int, help="6n+2: 20, 32, 44, 56, 110, 1202, ... (default 20)")
     a("--plain", action="store_true", default=None, help="the plain net: the same layers without shortcuts")

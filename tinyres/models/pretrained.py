@@ -101,7 +101,7 @@ def export(run_dir, folder=WEIGHTS_DIR, replace=False):
 @reporting_usage_errors
 def main(argv=None):
     parser = ArgumentParser(prog="python -m tinyres.models.pretrained",
-                                     description="Write a finished run's weights for shipping, and print its SHIPPED entry.")
+                            description="Write a finished run's weights for shipping, and print its SHIPPED entry.")
     parser.add_argument("run_dir")
     parser.add_argument("--folder", default=WEIGHTS_DIR, help="where to write the file (default: the package's)")
     parser.add_argument("--replace", action="store_true", help="overwrite a file of the same depth already in --folder")
