@@ -396,14 +396,27 @@ def small_run(root, out, *extra):
 
 
 def start_ranks(args, ranks=2):
+    """The job, in a session of its own so that finish() can end all of it."""
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "tinyres.train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(job, timeout):
+    """The job's output once it has ended; a job still running after ``timeout`` seconds (a hang:
+    the failure some of these tests look for) is killed with every process it started, so a failed
+    test leaves no rank behind spinning in a collective, then the test fails."""
+    try:
+        return job.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        output = job.communicate()[0]
+        pytest.fail(f"the mpiexec job still ran after {timeout} s (killed, with its ranks):\n{output}")
 
 
 def train_on_ranks(args, ranks=2):
     job = start_ranks(args, ranks)
-    output, _ = job.communicate(timeout=300)
+    output = finish(job, 300)
     assert job.returncode == 0, output
     return output
 
@@ -478,13 +491,13 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes_to_the_uninterrupted_wei
     while len(ranks) < 2 and job.poll() is None:
         time.sleep(0.01)
         ranks = rank_processes(str(cifar / "killed"))
-    assert len(ranks) == 2, job.communicate(timeout=60)[0]
+    assert len(ranks) == 2, finish(job, 60)
     evaluated = cifar / "killed" / "metrics.csv"  # the first evaluation's row, after its checkpoint
     while not evaluated.exists() and job.poll() is None:
         time.sleep(0.01)
     os.kill(ranks[1], signal.SIGKILL)
     killed = time.monotonic()
-    output, _ = job.communicate(timeout=60)
+    output = finish(job, 60)
     assert job.returncode != 0 and time.monotonic() - killed < 30, output
     stopped_at = weights(cifar, "killed")[1]  # the last checkpoint loads
     assert 2 <= stopped_at < 40, f"the kill came too late to test anything (checkpoint at {stopped_at})"
@@ -523,7 +536,7 @@ def test_a_run_resumes_with_another_number_of_ranks(cifar):
 @needs_mpi
 def test_a_batch_that_does_not_split_over_the_ranks_is_one_clear_error(cifar):
     job = start_ranks(small_run(cifar, "uneven", "--batch-size", "9", "--iterations", "1"))
-    output, _ = job.communicate(timeout=120)
+    output = finish(job, 120)
     assert job.returncode == 2, output
     assert output.count("error: a mini-batch of 9 images does not split evenly over 2 processes; choose a --batch-size divisible by 2") == 1, output
     assert "MPI_Abort" not in output  # every rank meets it and exits: no abort to cut the message off
@@ -538,7 +551,7 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_one_clear_error(cifar):
 def test_a_mistake_every_rank_meets_is_printed_once_without_an_abort(cifar, extra, message):
     args = [a for a in small_run(cifar, "mistake") if a not in ("--subset", "48")] + list(extra)
     job = start_ranks(args)
-    output, _ = job.communicate(timeout=120)
+    output = finish(job, 120)
     assert job.returncode == 2, output
     assert output.count(message) == 1, output
     assert "MPI_Abort" not in output and "Traceback" not in output, output
@@ -547,7 +560,7 @@ def test_a_mistake_every_rank_meets_is_printed_once_without_an_abort(cifar, extr
 @needs_mpi
 def test_resume_without_out_under_mpiexec_is_printed_once_without_an_abort(cifar):
     job = start_ranks(["--depth", "8", "--resume", "--no-progress"])
-    output, _ = job.communicate(timeout=120)
+    output = finish(job, 120)
     assert job.returncode == 2, output
     assert output.count("error: --resume needs --out RUN_DIR") == 1 and "MPI_Abort" not in output, output
 
