@@ -101,7 +101,7 @@ def table_rows(paths, at=None):
             f"{m['train_error'][k]:.2%}",
             f"{m['test_error'][k]:.2%}",
             f"{seconds / 3600:.1f} h",
-            f"{iteration * config['batch_size'] / seconds:.0f}",
+            f"{iteration * config['batch_size'] / seconds:.0f}" if seconds > 0 else "—",  # a run too short to time
             machine(path),
             f"{paper:.2f}%" if paper is not None else "—",
         ])
