@@ -449,7 +449,7 @@ def load(path):
     config = run_dir.read_config()
     rows = run_dir.metrics()
     columns = rows[0].keys() if rows else []
-    lacking = [c for c in LOGGED_COLUMNS if rows and c not in columns]
+    lacking = [c for c in LOGGED_COLUMNS if c not in columns] if rows else []  # no rows yet: nothing to read
     if lacking:
         raise RunDirError(f"{run_dir.file(METRICS)} lacks the column{'s' * (len(lacking) > 1)} {', '.join(lacking)} (its first line names the "
                           f"columns): it is damaged or was edited; put back the run's own file")
