@@ -63,3 +63,32 @@ def test_notebooks_extra_installs_every_module_the_chapters_import():
                 if not names & installed:
                     missing.add(f"{path.name} imports {module}")
     assert not missing, f"add to the [notebooks] extra in pyproject.toml: {sorted(missing)}"
+
+
+def test_library_source_printed_in_the_chapters_is_the_current_source():
+    # Chapters print the library's own code (inspect.getsource, a module's __doc__) so that readers
+    # see what runs. A stored output goes stale when that code changes and the chapter is not
+    # re-executed: every line such a cell printed must still be a line of the package.
+    import json
+    import re
+
+    package = CHAPTERS[0].parent.parent / "tinyres"
+    lines = {line.rstrip() for path in package.rglob("*.py") for line in path.read_text().splitlines()}
+    lines |= {line.replace('"""', "").rstrip() for line in lines}  # a docstring printed without its quotes
+    # cells that print source and nothing else: imports, then print(inspect.getsource(...)),
+    # print(<module>.__doc__), or a slice of `source = inspect.getsource(...)`
+    prints_only_source = re.compile(r"(import |from |#|print\(inspect\.|source = inspect\.getsource|print\(source\[)")
+    stale, checked = [], 0
+    for path in CHAPTERS:
+        for cell in json.loads(path.read_text())["cells"]:
+            statements = [line.strip() for line in "".join(cell["source"]).splitlines() if line.strip()]
+            if cell["cell_type"] != "code" or not any("inspect.getsource(" in s or ".__doc__)" in s for s in statements):
+                continue
+            if not all(prints_only_source.match(s) for s in statements):
+                continue
+            checked += 1
+            printed = "".join("".join(out.get("text", "")) for out in cell.get("outputs", []) if out.get("name") == "stdout")
+            stale += [f"{path.name} cell {cell['id']}: {line.strip()!r}" for line in printed.splitlines()
+                      if line.strip() and line.rstrip() not in lines]
+    assert checked >= 20, f"only {checked} cells print library source: has the way chapters print it changed?"
+    assert not stale, "re-execute these chapters (chapters/build.py): their printed source differs from the package's:\n" + "\n".join(stale[:20])

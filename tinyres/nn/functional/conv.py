@@ -152,7 +152,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             if need_dw:
                 dw_flipped = (channel_matrix(x_data) @ cols_g.T).reshape(channels, out_channels, kh, kw)
                 dw = dw_flipped[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).copy()
-        else:  # strided, or no dX wanted (a network's first layer)
+        else:  # strided, padded beyond k - 1, or no dX wanted (a network's first layer)
             if need_dx:  # dX = col2im(W^T dY): each patch's gradient added back onto its pixels
                 dx = col2im(w_matrix.T @ g_matrix, x_data.shape, (kh, kw), stride, padding)
             if need_dw:  # dW = dY cols^T  (cols recomputed: kept, it would be kh*kw times x's size)

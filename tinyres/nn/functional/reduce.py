@@ -51,9 +51,10 @@ def mean(x, axis=None, keepdims=False):
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001
-    """Maximum over ``axes``; where several elements tie for the maximum, they share its
-    gradient equally (so the gradient is the average of the one-sided derivatives). A NaN is
-    the maximum of its row and takes the gradient, as in PyTorch and in ``max_pool2d``."""
+    """Maximum over ``axes``; where k elements tie for the maximum, each gets 1/k of its
+    gradient (a valid subgradient; for two tied elements it is also the central-difference
+    slope, 1/2). A NaN is the maximum of its row and takes the gradient, as in PyTorch and in
+    ``max_pool2d``."""
     check_inputs("max", x)
     axes = _axes(axis, x.ndim, "max")
     data, xp = x.data, x.xp
