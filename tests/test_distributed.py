@@ -98,7 +98,7 @@ def test_the_stand_in_is_rank_0_of_1_and_its_collectives_return_their_input(back
     a = tensor(backend, [1.0, 2.0, 3.0]).data
     assert comm.allreduce(a) is a
     assert comm.broadcast({"x": 1}) == {"x": 1} and comm.allgather(5) == [5]
-    assert comm.agree(None) is None and comm.agree("time limit") == "time limit"
+    assert comm.agree(None) == (None,) and comm.agree("time limit", None) == ("time limit", None)
     comm.check_identical({"w": np.ones(3)})
     with comm.rank_zero_first():
         pass
@@ -189,9 +189,10 @@ class RankOfTwo(distributed.Communicator):
 
 
 @pytest.mark.parametrize("every_rank", [False, True])
-def test_a_usage_error_met_by_every_rank_ends_the_job_without_mpi_abort(monkeypatch, every_rank):
+def test_a_usage_error_met_by_every_rank_ends_the_job_without_mpi_abort(monkeypatch, capsys, every_rank):
     # MPI_Abort can cut off rank 0's message on its way through mpiexec; an error that every rank
-    # meets needs no abort (nothing is left waiting), one that this rank may meet alone does
+    # meets needs no abort (nothing is left waiting), one that this rank may meet alone does, and
+    # this rank says why (rank 0 is not there to say it: its data may be fine)
     comm = RankOfTwo()
     monkeypatch.setattr(distributed, "_world", comm)
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
@@ -206,11 +207,15 @@ def test_a_usage_error_met_by_every_rank_ends_the_job_without_mpi_abort(monkeypa
     else:
         distributed.run(main)  # (a real abort does not return)
         assert comm.aborted == [2]
+        assert capsys.readouterr().err == "rank 1: error: no such thing\n"
 
 
 def test_ranks_agree_to_stop_when_any_rank_asks():
-    assert ThreadRanks(2).run(lambda comm: comm.agree("time limit" if comm.rank == 1 else None)) == ["time limit"] * 2
-    assert ThreadRanks(2).run(lambda comm: comm.agree(None)) == [None, None]
+    assert ThreadRanks(2).run(lambda comm: comm.agree("time limit" if comm.rank == 1 else None)) == [("time limit",)] * 2
+    assert ThreadRanks(2).run(lambda comm: comm.agree(None)) == [(None,)] * 2
+    # several decisions in one collective, each taken from the first rank that asks
+    asks = {0: (None, "interrupted"), 1: ("due", "time limit"), 2: (None, None)}
+    assert ThreadRanks(3).run(lambda comm: comm.agree(*asks[comm.rank])) == [("due", "interrupted")] * 3
 
 
 def test_weights_that_differ_between_ranks_stop_every_rank():
@@ -220,6 +225,48 @@ def test_weights_that_differ_between_ranks_stop_every_rank():
         weights["fc.bias"][1] = comm.rank * 1e-12
         with pytest.raises(distributed.RanksDiffer, match="the weights of rank 1 differ from rank 0's"):
             comm.check_identical(weights)
+
+    ThreadRanks(2).run(rank_main)
+
+
+@pytest.mark.parametrize("placement, own_gpu", [
+    ([("node1", "0000:3b:00.0"), ("node1", "0000:5e:00.0")], True),   # two GPUs, one each
+    ([("node1", "0000:3b:00.0"), ("node2", "0000:3b:00.0")], True),   # the same slot on two hosts
+    ([("node1", "0000:3b:00.0"), ("node1", "0000:3b:00.0")], False),  # two ranks on one GPU
+])
+def test_nccl_is_used_when_every_rank_has_a_gpu_of_its_own_however_many_it_sees(monkeypatch, placement, own_gpu):
+    # a launcher that sets CUDA_VISIBLE_DEVICES per rank shows each rank one GPU, its device 0;
+    # counting visible GPUs (1 < 2 local ranks) would wrongly fall back to host copies
+    from types import SimpleNamespace
+
+    rank = 1
+    runtime = SimpleNamespace(getDeviceCount=lambda: 1, deviceGetPCIBusId=lambda device: placement[rank][1])
+    cupy = SimpleNamespace(cuda=SimpleNamespace(runtime=runtime, Device=lambda device: SimpleNamespace(use=lambda: None)))
+    monkeypatch.setattr(distributed.socket, "gethostname", lambda: placement[rank][0])
+    comm = object.__new__(distributed.MPICommunicator)
+    comm.rank, comm.size, comm.local_rank, comm.local_size = rank, 2, rank, 2
+    seen = {}
+    comm.comm = SimpleNamespace(allgather=lambda value: seen.setdefault("gathered", [placement[0], value]))
+    monkeypatch.setattr(distributed.NcclAllreduce, "connect",
+                        classmethod(lambda cls, c, cp, own_gpu: seen.setdefault("own_gpu", own_gpu)))
+    comm.use(SimpleNamespace(name="cupy", xp=cupy))
+    assert seen == {"gathered": placement, "own_gpu": own_gpu}
+
+
+def test_a_checkpoint_of_weights_gone_bad_on_one_rank_stops_every_rank_alike():
+    # Trainer.save checks the weights for NaN; if only rank 1's had gone bad and it stopped on that
+    # alone, rank 0 would wait for it in the next collective forever
+    from types import SimpleNamespace
+
+    def rank_main(comm):
+        tinyres.manual_seed(0)
+        model = tinyres.nn.Linear(3, 2)
+        if comm.rank == 1:
+            model.weight.data[0, 0] = np.nan
+        optimizer = tinyres.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        trainer = SimpleNamespace(model=model, optimizer=optimizer, comm=comm, iteration=7)
+        with pytest.raises(distributed.RanksDiffer, match="at iteration 7, the weights of rank 1 differ"):
+            train.Trainer.save(trainer)
 
     ThreadRanks(2).run(rank_main)
 

@@ -3,7 +3,8 @@
 tinyres computes with NumPy on the CPU or with CuPy on an NVIDIA GPU. Both libraries offer the
 same functions (``xp.exp``, ``xp.matmul``, ...), so every op is written once against ``xp``, the
 array module of its inputs, and runs on either. This file is the only place that knows which
-libraries exist; there are no ``if cupy:`` branches anywhere else.
+array libraries exist; no op has an ``if cupy:`` branch. (tinyres/distributed.py also names CuPy,
+for NCCL: a communication library of CuPy's, not an array operation.)
 
 Other backends register themselves with :func:`register_backend`. The test toolkit does so for
 ``"strict"``, NumPy dressed up as a separate device that refuses everything CuPy refuses (see

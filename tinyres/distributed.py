@@ -19,20 +19,22 @@ in the same order:
     allgather(value)    [rank 0's value, rank 1's value, ...], on every rank
 
 and, built on them: ``average`` (many arrays, one Allreduce over one contiguous buffer), ``agree``
-(when to stop), ``check_identical`` (a checksum of the weights).
+(when to checkpoint and when to stop, one small allgather per step), ``check_identical`` (a
+checksum of the weights).
 
 Failures. A collective waits for every rank, forever. A rank that dies (kill -9, out of memory)
 is noticed by mpiexec, which then ends the others; a rank that stops with an error is still alive
 as far as mpiexec knows, so :func:`run` ends the job with MPI_Abort for it.
 
-GPUs. With CuPy, each rank uses GPU ``local rank % number of GPUs``. Allreduce runs on the GPUs
-through NCCL (CuPy's ``cupy.cuda.nccl``) when every rank has it and each has a GPU of its own;
+GPUs. With CuPy, each rank uses GPU ``local rank % number of GPUs it sees``. Allreduce runs on the
+GPUs through NCCL (CuPy's ``cupy.cuda.nccl``) when every rank has it and each has a GPU of its own;
 otherwise it copies to a host buffer and uses MPI. Besides backend.py, this is the one file that
 names CuPy: NCCL is CuPy's, not an array operation.
 """
 
 import contextlib
 import hashlib
+import socket
 import sys
 import time
 import traceback
@@ -41,6 +43,7 @@ import numpy as np
 
 from tinyres import threads
 from tinyres.backend import backend_of
+from tinyres.cli import UsageError
 from tinyres.nn.batch_norm import BatchNorm2d
 
 # how a launcher tells each process the number of processes: MPICH and Intel MPI (and Slurm's
@@ -108,11 +111,13 @@ class Communicator:
             a[...] = buffer[start : start + a.size].reshape(a.shape)
             start += a.size
 
-    def agree(self, request):
-        """What every rank does about each rank's ``request`` (None, or a reason to stop): the
-        reason of the first rank that has one. Ranks see Ctrl-C and their clocks at different
-        moments; deciding together makes them all stop after the same step."""
-        return next((reason for reason in self.allgather(request) if reason is not None), None)
+    def agree(self, *requests):
+        """What every rank does about each of its ``requests`` (each None, or a reason to act,
+        such as a reason to stop): a tuple holding, for each request, the reason of the first rank
+        that has one. Ranks see Ctrl-C and their clocks at different moments; deciding together
+        makes them all act after the same step. One collective, however many requests."""
+        gathered = self.allgather(requests)  # [rank 0's requests, rank 1's, ...]
+        return tuple(next((reason for reason in column if reason is not None), None) for column in zip(*gathered))
 
     def check_identical(self, arrays, when=""):
         """Raise :class:`RanksDiffer` unless every rank holds the same bytes in ``arrays`` (a dict
@@ -193,9 +198,12 @@ class MPICommunicator(Communicator):
         if backend.name != "cupy":
             return
         cupy = backend.xp
-        gpus = cupy.cuda.runtime.getDeviceCount()
-        cupy.cuda.Device(self.local_rank % gpus).use()
-        self.nccl = NcclAllreduce.connect(self, cupy, own_gpu=self.local_size <= gpus)
+        device = self.local_rank % cupy.cuda.runtime.getDeviceCount()
+        cupy.cuda.Device(device).use()
+        # NCCL wants a GPU per rank. Compare the physical GPUs, not how many each rank sees: a
+        # launcher may show every rank only its own (CUDA_VISIBLE_DEVICES), as device 0 of 1.
+        placement = self.allgather((socket.gethostname(), cupy.cuda.runtime.deviceGetPCIBusId(device)))
+        self.nccl = NcclAllreduce.connect(self, cupy, own_gpu=len(set(placement)) == self.size)
 
     def abort(self, code):
         self.comm.Abort(code)
@@ -290,6 +298,9 @@ def run(main):
             print(code, file=sys.stderr)
         elif isinstance(error, KeyboardInterrupt):
             print(f"rank {comm.rank}: interrupted", file=sys.stderr)
+        elif isinstance(error, UsageError):  # rank 0's was printed by cli.reporting_usage_errors
+            if comm.rank != 0:  # (data missing on one host only, say)
+                print(f"rank {comm.rank}: {error}", file=sys.stderr)
         elif not isinstance(error, SystemExit):  # (a SystemExit with a number has said why already)
             traceback.print_exc()
         sys.stderr.flush()

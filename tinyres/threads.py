@@ -8,7 +8,7 @@ own thread pool (``Backend.parallel_map``).
 
 The number of processes on this machine comes from the launcher's environment:
 ``MPI_LOCALNRANKS`` (MPICH's mpiexec, Hydra) or ``OMPI_COMM_WORLD_LOCAL_SIZE`` (Open MPI); without
-either, one. BLAS libraries read their thread count from the environment once, when NumPy loads
+either, one (other launchers, such as Slurm's srun, set neither: there, set the thread count). BLAS libraries read their thread count from the environment once, when NumPy loads
 them, so :func:`share_cores` runs from ``tinyres/__init__.py`` before NumPy is imported, and this
 file imports nothing but ``os``. A thread count you set yourself (``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``) is left as it is. A launcher that pins each

@@ -292,12 +292,14 @@ class Trainer:
 
     def save(self):
         """Checkpoint, unless a weight has become NaN or infinite (then the last good one stays)."""
-        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        bad = [name for name, value in arrays.items() if not np.all(np.isfinite(value))]
+        weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays = {**weights, **{f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()}}
+        # first the collective check (weights, statistics, momenta), on every rank: a rank that
+        # stopped alone on a check of its own would leave the others waiting for it
+        self.comm.check_identical(arrays, f"at iteration {self.iteration}")
+        bad = [name for name, value in weights.items() if not np.all(np.isfinite(value))]
         if bad:
             raise self.diverged(f"{len(bad)} weight arrays became NaN or infinite ({', '.join(bad[:3])}, ...)")
-        arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict().items()})
-        self.comm.check_identical(arrays, f"at iteration {self.iteration}")  # weights, statistics, momenta
         if self.comm.rank == 0:  # rank 0 alone writes
             arrays["data.mean"] = self.mean
             meta = {
@@ -431,16 +433,20 @@ class Trainer:
 
     def _evaluate_save_or_stop(self, total, deadline):
         """After a step: evaluate (and checkpoint) on schedule, else checkpoint when it is time;
-        then decide, with every rank, whether to stop (Ctrl-C or --stop-after-minutes)."""
+        and stop after this step on Ctrl-C or --stop-after-minutes. Every rank decides both
+        together, in one collective per step: saving compares their weights, and they must all
+        stop after the same step."""
         c = self.config
-        if self.iteration % c["eval_every"] == 0 or self.iteration == total:
-            self.record_evaluation()
-        elif self.comm.agree("due" if time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"] else None):
-            self.save()  # every rank decides together: saving compares their weights
         if deadline is not None and time.monotonic() > deadline and self.stop_request is None:
             self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
             self.stop_request = "time limit"
-        self.stop_reason = self.comm.agree(self.stop_request)  # every rank stops after the same step
+        evaluating = self.iteration % c["eval_every"] == 0 or self.iteration == total
+        due = not evaluating and time.monotonic() - self._saved_at > 60 * c["checkpoint_minutes"]
+        save_due, self.stop_reason = self.comm.agree("due" if due else None, self.stop_request)
+        if evaluating:
+            self.record_evaluation()
+        elif save_due:
+            self.save()
 
     def _on_interrupt(self, signum, frame):
         """First Ctrl-C: finish the current step, checkpoint, stop. A second one: stop now."""
