@@ -4,30 +4,21 @@ formulations, timed on the stage shapes of a CIFAR ResNet (NumPy, float32).
     python benchmarks/conv_formulations.py [--batch-size 128]
 
 Forward, then the input gradient two ways. Best of --repeat, milliseconds. The first rows are
-the alternatives tinyres does not use; "tinyres" is tinyres.nn.functional.conv2d itself.
+the alternatives tinyres does not use; "tinyres" is tinyres.nn.functional.conv2d itself: its
+forward, and the backward it records (dX only, forward not included).
 """
 
 import argparse
-import time
 
 import tinyres  # noqa: F401  (before numpy: sets OPENBLAS_THREAD_TIMEOUT)
 import numpy as np
 
 import tinyres.nn.functional as F
 from tinyres.nn.functional.common import split
-from tinyres.nn.functional.conv import col2im, im2col
+from tinyres.nn.functional.conv import col2im
+from timing import best_ms  # chapters/03_convolution.ipynb imports best_ms from this module too
 
 SHAPES = [(16, 32), (32, 16), (64, 8)]  # (channels, height = width)
-
-
-def best_ms(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
 
 
 def nchw_fancy_index_im2col(x, w):
@@ -113,12 +104,19 @@ def main():
         x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         xt, wt = tinyres.Tensor(x_cm), tinyres.Tensor(w)
         g_cm = np.ascontiguousarray(rng.standard_normal((c, n, s, s)).astype(np.float32))
+        g = g_cm.transpose(1, 0, 2, 3)  # dY as (N, C, H, W), stored channel-major as it arrives in training
         w_matrix = w.reshape(c, -1)
-        w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, -1)
+        # The backward function conv2d records for a stride-1 layer, called on dY: exactly what a
+        # training step runs for dX (the weight needs no gradient here, so dX alone, like the
+        # col2im row; the forward is not timed, and no leaf gradient is accumulated)
+        tinyres_input_grad = F.conv2d(tinyres.Tensor(x_cm, requires_grad=True), wt, padding=1).grad_fn.backward
 
         def tinyres_forward():
             with tinyres.no_grad():
                 F.conv2d(xt, wt, padding=1)
+
+        def col2im_input_grad():
+            return col2im(w_matrix.T @ g_cm.reshape(c, -1), x.shape, (3, 3), (1, 1), (1, 1))
 
         cases = {
             "forward: NCHW im2col by fancy indexing + matmul": lambda: nchw_fancy_index_im2col(x, w),
@@ -126,8 +124,8 @@ def main():
             "forward: NHWC shifted GEMM (9 GEMMs on row slices)": lambda: nhwc_shifted_gemm(x_nhwc, w),
             "forward: channel-major wide im2col + 1 GEMM + compaction": lambda: channel_major_wide_im2col(x_cm, w),
             "forward: tinyres (channel-major im2col + 1 GEMM)": tinyres_forward,
-            "input grad: col2im(W^T dY)": lambda: col2im(w_matrix.T @ g_cm.reshape(c, -1), x.shape, (3, 3), (1, 1), (1, 1)),
-            "input grad: tinyres (conv of dY with flipped W)": lambda: w_flipped @ im2col(g_cm.transpose(1, 0, 2, 3), (3, 3), (1, 1), (1, 1)),
+            "input grad: col2im(W^T dY)": col2im_input_grad,
+            "input grad: tinyres (conv of dY with flipped W)": lambda: tinyres_input_grad(g),
         }
         for name, fn in cases.items():
             rows.setdefault(name, []).append(best_ms(fn, args.repeat))
@@ -136,6 +134,10 @@ def main():
         assert np.allclose(nhwc_shifted_gemm(x_nhwc, w).transpose(0, 3, 1, 2), reference, atol=1e-3)
         assert np.allclose(channel_major_wide_im2col(x_cm, w), reference, atol=1e-3)
         assert np.allclose(F.conv2d(xt, wt, padding=1).numpy(), reference, atol=1e-3)
+        # dX is dY correlated with W flipped in space and transposed in channels (padding 1)
+        dx_reference = nchw_sliding_window_einsum(g, np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)))
+        assert np.allclose(col2im_input_grad(), dx_reference, atol=1e-3)
+        assert np.allclose(tinyres_input_grad(g)[0], dx_reference, atol=1e-3)
     for name, times in rows.items():
         print(f"{name:58s}" + "".join(f"{t:12.1f}" for t in times), flush=True)
 

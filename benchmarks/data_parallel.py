@@ -24,16 +24,20 @@ import tinyres  # noqa: I001  (before numpy: it sets the thread variables)
 import argparse
 import json
 import os
+import shutil
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
+from tinyres import threads
+from tinyres.models.cifar import blocks_per_stage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+
+from timing import run_measurement, set_torch_threads  # noqa: E402
 
 
 def timed(comm):
@@ -93,7 +97,7 @@ def torch_steps(depth, batch_size, steps, warmup):
 
     from train_step import torch_step_fn
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    set_torch_threads()
     step = torch_step_fn(depth, "cpu", batch_size)
     for _ in range(warmup):
         step()
@@ -127,39 +131,67 @@ def measure(kind, depth, args, ranks=1, env=None):
     if ranks > 1:
         command = [args.mpiexec, "-n", str(ranks)] + command
     environment = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
-    done = subprocess.run(command, env=environment, capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"# {kind} x{ranks} depth {depth} failed: {reason}", flush=True)
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result, failure = run_measurement(command, environment)
+    if failure:
+        print(f"# {kind} x{ranks} depth {depth} failed: {failure}", flush=True)
+    return result
+
+
+def find_mpiexec(given):
+    """The mpiexec to start ranks with: --mpiexec when given, else the one installed beside this
+    Python (pip install -e '.[mpi]' puts it there), else the first on PATH; None when there is none."""
+    if given:
+        return shutil.which(given)
+    return shutil.which(os.path.join(os.path.dirname(sys.executable), "mpiexec")) or shutil.which("mpiexec")
+
+
+def cifar_depths(text):
+    """--depths: comma-separated CIFAR ResNet depths, each 6n + 2 with n >= 1."""
+    try:
+        depths = [int(d) for d in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 20,56") from None
+    try:
+        for depth in depths:
+            blocks_per_stage(depth)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return depths
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depths", default="20,56", help="comma-separated CIFAR ResNet depths (default 20,56)")
+    parser.add_argument("--depths", type=cifar_depths, default="20,56", help="comma-separated CIFAR ResNet depths, each 6n + 2 (default 20,56)")
     parser.add_argument("--ranks", type=int, default=2, help="processes under mpiexec (default 2)")
     parser.add_argument("--batch-size", type=int, default=128, help="the global mini-batch (default 128)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    parser.add_argument("--mpiexec", default=os.path.join(os.path.dirname(sys.executable), "mpiexec"))
+    parser.add_argument("--mpiexec", metavar="PATH", help="the mpiexec to start --ranks ranks with (default: the one beside this "
+                        "Python, which pip install -e '.[mpi]' installs, else mpiexec on PATH)")
     parser.add_argument("--child", choices=["tinyres", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--one-core", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.ranks < 1:
+        parser.error(f"--ranks must be at least 1, got {args.ranks}")
     if args.steps < 1 or args.warmup < 0 or args.batch_size % args.ranks:
-        raise SystemExit(f"error: need --steps >= 1, --warmup >= 0 and a --batch-size divisible by --ranks {args.ranks}")
-    cores = len(os.sched_getaffinity(0))
+        parser.error(f"need --steps >= 1, --warmup >= 0 and a --batch-size divisible by --ranks {args.ranks}")
+    mpiexec = find_mpiexec(args.mpiexec) if args.ranks > 1 else None
+    cores = threads.cores()
     print(f"# batch {args.batch_size}, {cores} cores, numpy {np.__version__}, {args.steps} timed steps after "
           f"{args.warmup} warm-up steps per configuration (median)")
+    if args.ranks > 1 and mpiexec is None:
+        where = f"at {args.mpiexec}" if args.mpiexec else f"beside {sys.executable} or on PATH"
+        print(f"# no mpiexec {where}: the {args.ranks}-rank rows are skipped; pass --mpiexec PATH, or pip install -e '.[mpi]'", flush=True)
+    args.mpiexec = mpiexec  # the program measure() starts the ranks with
     header = f"{'':10s} {'configuration':34s} {'img/s':>8s} {'ms/step':>9s} {'allreduce ms (grads; all)':>27s} {'speedup':>8s} {'efficiency':>10s}"
     print(header)
-    for depth in (int(d) for d in args.depths.split(",")):
+    for depth in args.depths:
         one = measure("tinyres", depth, args)
         one_thread = measure("tinyres", depth, args, env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-        ranked = measure("tinyres", depth, args, ranks=args.ranks)
+        ranked = measure("tinyres", depth, args, ranks=args.ranks) if args.ranks == 1 or args.mpiexec else None
         torch = measure("torch", depth, args)
         rows = [(f"tinyres, 1 process x {cores} threads", one, None), ("tinyres, 1 process x 1 thread", one_thread, None),
                 (f"tinyres, {args.ranks} ranks x {max(1, cores // args.ranks)} thread(s)", ranked, args.ranks),

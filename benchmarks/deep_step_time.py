@@ -11,10 +11,13 @@ the CPU time of the process (``time.process_time``, all its threads). On a machi
 programs compete for the cores the two differ: the wall-clock time is what the step took there
 and then, the CPU time is roughly what it would take with a core to itself. Also recorded: the
 peak resident memory from building the network to its last step (Linux VmHWM, reset before each
-depth), the load average
-before and after each depth, the cores the process may run on, the BLAS thread setting, the
-process's nice value, the date and the git commit. Everything goes to the JSON file ``--out``
-and a summary to stdout.
+depth). Depths are measured in the order given, in one process, and freed memory stays with the
+process (``retain_freed_memory``, as in training), so a depth's peak also counts the heap that
+earlier depths left resident. Give the depths in ascending order for peaks close to each depth's
+own: each larger net reuses what the smaller ones left (in descending order, a smaller net's peak
+would be the larger one's leftovers). Also recorded: the load average before and after each
+depth, the cores the process may run on, the BLAS thread setting, the process's nice value, the
+date and the git commit. Everything goes to the JSON file ``--out`` and a summary to stdout.
 """
 
 import tinyres  # noqa: I001  (first: it configures OpenBLAS before NumPy starts it)
@@ -34,7 +37,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from train_step import rss_kib, tinyres_step_fn  # noqa: E402
+from timing import reset_peak_rss, rss_kib  # noqa: E402
+from train_step import tinyres_step_fn  # noqa: E402
 
 
 def git_commit():
@@ -46,8 +50,7 @@ def git_commit():
 
 def time_steps(depth, batch_size, steps):
     """Wall-clock and CPU seconds of each of ``steps`` training steps after one warm-up step."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM, the peak resident set size
+    reset_peak_rss()
     load_before = os.getloadavg()
     step = tinyres_step_fn(depth, "numpy", batch_size)
     step()  # warm-up: first allocations, page faults
@@ -63,11 +66,26 @@ def time_steps(depth, batch_size, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depths", type=int, nargs="+", default=[110, 1202])
+    parser.add_argument("--depths", type=int, nargs="+", default=[110, 1202],
+                        help="measured in this order; ascending gives peak memory close to each depth's own (default 110 1202)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per depth, after one warm-up step")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
+    # --out is first written only after the first depth has been measured: a path that cannot be
+    # written must fail now, not after that wait
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a folder; give the path of the JSON file to write")
+    if not os.path.isdir(folder):
+        parser.error(f"--out {args.out}: the folder {folder} does not exist; create it or write elsewhere")
+    existed = os.path.exists(args.out)
+    try:  # opening is the only reliable test (os.access says yes to root, and to /proc)
+        open(args.out, "a").close()  # "a": an existing file is left as it is
+    except OSError as error:
+        parser.error(f"--out {args.out} cannot be written ({error.strerror}); choose a writable path")
+    if not existed:
+        os.remove(args.out)
 
     tinyres.backend.retain_freed_memory()  # as python -m tinyres.train does
     record = {

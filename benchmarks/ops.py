@@ -3,35 +3,22 @@
     python benchmarks/ops.py [--batch-size 128] [--backend numpy] [--no-torch]
 
 For each shape: conv2d forward, input gradient, weight gradient; batch norm forward+backward;
-ReLU; the option-A shortcut; global average pooling; max and average pooling. Best of
---repeat runs, in milliseconds. Both frameworks run in this process, one after the other for
-each row.
+ReLU; global average pooling; max and average pooling. Best of --repeat runs, in milliseconds.
+Both frameworks run in this process, one after the other for each row.
 """
 
+import tinyres  # noqa: I001  (first: it sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS)
+
 import argparse
-import os
-import time
 
 import numpy as np
 
-import tinyres
 import tinyres.nn.functional as F
+from timing import best_ms, set_torch_threads
 
 # (in channels, out channels, size, stride) of the convolutions in a CIFAR ResNet
 CONV_SHAPES = [(3, 16, 32, 1), (16, 16, 32, 1), (16, 32, 32, 2), (32, 32, 16, 1), (32, 64, 16, 2), (64, 64, 8, 1)]
 MAP_SHAPES = [(16, 32), (32, 16), (64, 8)]
-
-
-def best_ms(fn, repeat, sync):
-    fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
 
 
 def tinyres_cases(backend, n):
@@ -135,7 +122,7 @@ def main():
         try:
             import torch
 
-            torch.set_num_threads(os.cpu_count())
+            set_torch_threads()
             device = "cuda" if args.backend == "cupy" else "cpu"
             theirs = torch_cases(args.batch_size, device)
             if device == "cuda":

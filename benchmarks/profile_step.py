@@ -10,9 +10,13 @@ landed in:
 
     GEMM arithmetic     OpenBLAS's sgemm inner kernels: the multiply-adds themselves
     GEMM packing        OpenBLAS copying panels of the operands into its cache-sized layout
-    BLAS threads waiting OpenBLAS threads spinning while they wait for each other (inner_thread)
-    NumPy copies        strided copies and casts (im2col, col2im, padding, transposes)
-    NumPy arithmetic    elementwise ufuncs and reductions (batch norm, ReLU, add, SGD)
+    BLAS threads waiting every other OpenBLAS function, and sched_yield: named for inner_thread,
+                        where OpenBLAS threads spin while they wait for each other, but any
+                        OpenBLAS work that is not a GEMM lands here too
+    NumPy copies        NumPy functions whose names say cast, copy, contig, strided, assign or
+                        memmove (padding of strided layers, transposes)
+    NumPy arithmetic    every other NumPy function: elementwise ufuncs and reductions
+                        (im2col's masked shifts, batch norm, ReLU, adds, SGD)
     memset/memcpy       libc: zero-filling and contiguous copies
     kernel              the operating system: page faults, thread wake-ups, scheduling
     Python              the interpreter: the autograd graph, module calls, op bookkeeping
@@ -76,7 +80,10 @@ def main():
     data = os.path.join(tempfile.mkdtemp(prefix="tinyres-perf-"), "perf.data")
     child = subprocess.Popen([sys.executable, __file__, "--worker", "--depth", str(args.depth), "--batch-size", str(args.batch_size), "--steps", str(args.steps)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready", "the worker failed before its warm-up ended"
+    if child.stdout.readline().strip() != "ready":  # it crashed (its error is above) or printed something else
+        child.kill()
+        child.wait()
+        sys.exit("error: the profiled worker process failed before its warm-up ended (its error, if any, is printed above)")
     perf = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-p", str(child.pid), "-o", data], stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)  # let perf attach to every thread before the timed steps start
     child.stdin.write("go\n")

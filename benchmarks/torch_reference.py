@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tinyres.models.cifar import blocks_per_stage
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_channels, channels, stride, plain):
@@ -32,7 +34,7 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     def __init__(self, depth, plain=False, num_classes=10):
         super().__init__()
-        n = (depth - 2) // 6
+        n = blocks_per_stage(depth)  # as tinyres's: another depth would silently build another network
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         layers, in_channels = [], 16

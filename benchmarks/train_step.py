@@ -5,13 +5,13 @@
 Warms up, then alternates timed blocks of tinyres steps and PyTorch steps (same model, same
 batch, same machine, same process) and prints the median img/s of each (with the range over
 rounds), the ratio of the medians and the range of the per-round ratios (each round times both
-under the same conditions, so the ratio is steadier than either speed on a shared machine). Peak
-memory is measured separately for each framework in a fresh subprocess: the highest resident
-set size during the steps (Linux VmHWM, reset just before them), minus the resident size
-before them (the model and the batch), i.e. what the step itself allocates at its peak. With
-``--backend cupy`` it is GPU memory instead: what each framework's caching allocator holds after
-the steps beyond what it held before them (CuPy's memory pool, PyTorch's reserved memory; both
-keep freed blocks, so this is the step's peak, fragmentation included).
+under the same conditions, so the ratio is steadier than either speed on a shared machine).
+Then, once those are printed, peak memory is measured for each framework in a fresh subprocess:
+the highest resident set size during the steps (Linux VmHWM, reset just before them), minus the
+resident size before them (the model and the batch), i.e. what the step itself allocates at its
+peak. With ``--backend cupy`` it is GPU memory instead: what each framework's caching allocator
+holds after the steps beyond what it held before them (CuPy's memory pool, PyTorch's reserved
+memory; both keep freed blocks, so this is the step's peak, fragmentation included).
 """
 
 import argparse
@@ -19,15 +19,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import tinyres  # before numpy: see the OPENBLAS_THREAD_TIMEOUT note in tinyres/__init__.py
 import numpy as np
+from tinyres.threads import cores
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from timing import reset_peak_rss, rss_kib, run_measurement, set_torch_threads  # noqa: E402
 
 
 def make_batch(batch_size, seed=0):
@@ -92,21 +94,11 @@ def time_alternating(steps, rounds, per_round):
     return times
 
 
-def rss_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def measure_memory_in_this_process(framework, depth, backend, batch_size, plain):
     """Run in a child process: peak resident memory added by training steps, in MiB."""
     tinyres.backend.retain_freed_memory()
     if framework == "torch":
-        import torch
-
-        torch.set_num_threads(os.cpu_count())
+        set_torch_threads()
         step = torch_step_fn(depth, "cuda" if backend == "cupy" else "cpu", batch_size, plain)
     else:
         step = tinyres_step_fn(depth, backend, batch_size, plain)
@@ -114,8 +106,7 @@ def measure_memory_in_this_process(framework, depth, backend, batch_size, plain)
         print(json.dumps({"step_peak_mib": device_step_peak_bytes(framework, step) / 2**20}))
         return
     before = rss_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM, the peak resident set size
+    reset_peak_rss()
     for _ in range(3):
         step()
     peak = rss_kib("VmHWM")
@@ -143,8 +134,10 @@ def device_step_peak_bytes(framework, step):
 def measure_memory(framework, args):
     command = [sys.executable, __file__, "--depth", str(args.depth), "--backend", args.backend,
                "--batch-size", str(args.batch_size), "--memory-child", framework] + (["--plain"] if args.plain else [])
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    result, failure = run_measurement(command)
+    if failure:
+        sys.exit(f"error: the {framework} peak-memory subprocess failed: {failure} (--no-memory skips the memory measurement)")
+    return result
 
 
 def main():
@@ -169,7 +162,7 @@ def main():
     if args.compare == "torch":
         import torch
 
-        torch.set_num_threads(os.cpu_count())
+        set_torch_threads()
         device = "cuda" if args.backend == "cupy" else "cpu"
         steps["torch"] = torch_step_fn(args.depth, device, args.batch_size, args.plain)
         versions["torch"] = torch.__version__
@@ -184,21 +177,25 @@ def main():
     seconds = {name: statistics.median(t) for name, t in rounds.items()}
     name = f"{'plain' if args.plain else 'resnet'}-{args.depth}"
     print(f"# {name}, batch {args.batch_size}, backend {args.backend}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+          f"{cores()} cores, " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     rate = {k: args.batch_size / s for k, s in seconds.items()}
-    memory = {} if args.no_memory else {k: measure_memory(k, args) for k in steps}
     for k in steps:
         spread = f"{args.batch_size / max(rounds[k]):.0f}-{args.batch_size / min(rounds[k]):.0f}"
-        line = f"{k:8s} {rate[k]:8.1f} img/s  ({seconds[k] * 1000:7.1f} ms/step; rounds {spread} img/s)"
-        if memory:
-            line += f"  step peak {'GPU ' if args.backend == 'cupy' else ''}memory {memory[k]['step_peak_mib']:7.1f} MiB"
-        print(line)
+        print(f"{k:8s} {rate[k]:8.1f} img/s  ({seconds[k] * 1000:7.1f} ms/step; rounds {spread} img/s)")
     if "torch" in rate:
         ratios = sorted(b / a for a, b in zip(rounds["tinyres"], rounds["torch"]))  # per round, same conditions
-        line = f"ratio    {rate['tinyres'] / rate['torch']:8.2f} x torch speed (per-round ratios {ratios[0]:.2f}-{ratios[-1]:.2f})"
-        if memory:
-            line += f"  {memory['tinyres']['step_peak_mib'] / memory['torch']['step_peak_mib']:.2f} x torch memory"
-        print(line)
+        print(f"ratio    {rate['tinyres'] / rate['torch']:8.2f} x torch speed (per-round ratios {ratios[0]:.2f}-{ratios[-1]:.2f})")
+    if args.no_memory:
+        return
+    # The speed is printed (and flushed) first: a memory subprocess that fails or is stopped by
+    # a time limit must not take the speed measurement with it.
+    sys.stdout.flush()
+    memory = {}
+    for k in steps:
+        memory[k] = measure_memory(k, args)["step_peak_mib"]
+        print(f"{k:8s} step peak {'GPU ' if args.backend == 'cupy' else ''}memory {memory[k]:7.1f} MiB", flush=True)
+    if "torch" in memory:
+        print(f"ratio    {memory['tinyres'] / memory['torch']:8.2f} x torch memory")
 
 
 if __name__ == "__main__":

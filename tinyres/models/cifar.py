@@ -21,15 +21,22 @@ from tinyres.models.blocks import BasicBlock, make_stage
 PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
 
+def blocks_per_stage(depth):
+    """n of a CIFAR ResNet with ``depth`` = 6n + 2 layers (the stem, three stages of n blocks of two
+    layers, the classifier); a ValueError for any other depth."""
+    if type(depth) is not int or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"a CIFAR ResNet's depth is 6n + 2 for a whole number n >= 1 (the paper uses "
+                         f"{', '.join(map(str, PAPER_DEPTHS))}), got {depth!r}")
+    return (depth - 2) // 6
+
+
 class CifarResNet(nn.Module):
     def __init__(self, depth, plain=False, shortcut="A", num_classes=10, zero_channels="end"):
         super().__init__()
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise ValueError(
-                f"cifar_resnet: depth must be 6n + 2 for a whole number n >= 1 (the paper uses "
-                f"{', '.join(map(str, PAPER_DEPTHS))}), got {depth!r}"
-            )
-        blocks = (depth - 2) // 6
+        try:
+            blocks = blocks_per_stage(depth)
+        except ValueError as error:
+            raise ValueError(f"cifar_resnet: {error}") from None
         self.depth, self.plain, self.shortcut_option = depth, plain, shortcut
         self.zero_channels = zero_channels
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
