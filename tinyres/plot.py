@@ -295,7 +295,7 @@ def main(argv=None):
     six = commands.add_parser("figure6", help="training and test error against iterations")
     six.add_argument("--ymax", type=float, help="top of the error axis in %% (the paper's: 20)")
     seven = commands.add_parser("figure7", help="standard deviations of the 3x3 layers' responses")
-    seven.add_argument("--data-dir", help="CIFAR-10 location (default: each run's, then $TINYRES_DATA)")
+    seven.add_argument("--data-dir", help="CIFAR-10 location (default: $TINYRES_DATA, then the folder each run trained on)")
     seven.add_argument("--images", type=int, help="use the first N test images (default: all 10,000)")
     for command in (six, seven):
         command.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="directories written by python -m tinyres.train")
