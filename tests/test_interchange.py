@@ -169,6 +169,19 @@ def test_a_file_of_the_other_layout_is_refused(tmp_path, saved, loading, option)
     assert_unchanged(model, before)
 
 
+def test_a_file_of_another_depth_is_refused_for_its_names_before_its_layout(tmp_path):
+    # ResNet-20's file into a plain-56: the layout differs too, but "build it with plain=False"
+    # would lead to a second error; the names are what is wrong first
+    path = str(tmp_path / "model.safetensors")
+    tinyres.save_safetensors(cifar_resnet(20), path)
+    model = cifar_resnet(56, plain=True)
+    before = model.state_dict()
+    with pytest.raises(StateDictError, match=r"does not fit CifarResNet.*missing \[") as raised:
+        tinyres.load_safetensors(model, path)
+    assert "plain=" not in str(raised.value)
+    assert_unchanged(model, before)
+
+
 def test_a_file_that_is_not_safetensors_is_a_clear_error(tmp_path):
     path = tmp_path / "model.pth"
     path.write_bytes(b"\x80\x02}q\x00(X\x06\x00\x00\x00conv1.q\x01" * 4)  # pickle-like bytes

@@ -18,9 +18,20 @@ from tinyres.models.shipped import SHIPPED, describe
 @pytest.fixture
 def finished_run(cifar_dir, tmp_path):
     run_dir = str(tmp_path / "run")
-    train.main(["--depth", "8", "--subset", "48", "--batch-size", "8", "--iterations", "4", "--eval-every", "2",
+    train.main(["--depth", "8", "--batch-size", "8", "--iterations", "4", "--eval-every", "2",
                 "--no-progress", "--data-dir", str(cifar_dir), "--out", run_dir])
     return run_dir
+
+
+def test_a_run_on_part_of_the_data_is_not_exported(cifar_dir, tmp_path):
+    # a shipped network's stated error is that of all 50,000 training and 10,000 test images
+    for part in (["--subset", "48"], ["--test-subset", "10"]):
+        run_dir = str(tmp_path / part[0].strip("-"))
+        train.main(["--depth", "8", "--batch-size", "8", "--iterations", "2", "--eval-every", "2", "--no-progress",
+                    "--data-dir", str(cifar_dir), "--out", run_dir] + part)
+        with pytest.raises(ValueError, match="all 50,000 training images, measured on all 10,000 test images"):
+            pretrained.export(run_dir, str(tmp_path / "weights"))
+    assert not os.path.exists(tmp_path / "weights")
 
 
 @pytest.fixture
@@ -112,7 +123,7 @@ def test_the_command_runs_as_a_module_without_warnings():
 
 def test_only_a_finished_run_is_exported(cifar_dir, tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    train.main(["--depth", "8", "--subset", "48", "--batch-size", "8", "--iterations", "6", "--eval-every", "1",
+    train.main(["--depth", "8", "--batch-size", "8", "--iterations", "6", "--eval-every", "1",
                 "--stop-after-minutes", "0", "--no-progress", "--data-dir", str(cifar_dir), "--out", run_dir])
     with pytest.raises(ValueError, match="is not finished"):
         pretrained.export(run_dir, str(tmp_path / "weights"))

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinyres import checkpoint, evaluate, runs, train
+from tinyres import checkpoint, evaluate, report, runs, train
 from tinyres.cli import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +140,39 @@ def test_a_half_written_last_line_is_dropped_and_the_checkpoints_row_restored(ci
     assert resume(out) == 0
     assert logged_iterations(out) == ["2", "4", "6"]
     assert (out / "metrics.csv").read_text().startswith(text)  # the cut row came back whole
+
+
+def test_a_reader_skips_the_row_being_written_and_names_a_damaged_line(cifar_dir, tmp_path):
+    # report and plot read a run while it trains: the trainer may be halfway through a row
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "4", "--eval-every", "2") == 0
+    text = (out / "metrics.csv").read_text()
+    (out / "metrics.csv").write_text(text[:-4])  # "149.5\n" being written as "149"
+    assert runs.load(str(out)).metrics["iteration"].tolist() == [2]
+    lines = text.splitlines()
+    (out / "metrics.csv").write_text("\n".join([lines[0], lines[1].replace(",", ",x", 1), lines[2]]) + "\n")
+    with pytest.raises(runs.RunDirError, match=r"metrics.csv line 2 holds a value that is not a number"):
+        runs.load(str(out))
+
+
+def test_rows_follow_the_files_columns_and_another_versions_file_is_refused(tmp_path):
+    run_dir = runs.RunDir(str(tmp_path / "run"))
+    os.makedirs(run_dir.path)
+    run_dir.append_metrics({"iteration": 1, "lr": 0.1})
+    run_dir.append_metrics({"lr": 0.01, "iteration": 2})  # another order: written in the file's
+    assert (tmp_path / "run" / "metrics.csv").read_text() == "iteration,lr\n1,0.1\n2,0.01\n"
+    with pytest.raises(runs.RunDirError, match=r"has the columns iteration, lr, this trainer writes iteration, lr, wall_seconds"):
+        run_dir.append_metrics({"iteration": 3, "lr": 0.01, "wall_seconds": 5})
+    assert (tmp_path / "run" / "metrics.csv").read_text().endswith("2,0.01\n")  # nothing appended
+
+
+def test_a_bare_npy_array_under_a_checkpoints_name_is_a_named_error(tmp_path):
+    path = str(tmp_path / "checkpoint.npz")
+    with open(path, "wb") as f:
+        np.save(f, np.zeros(3))
+    for load in (checkpoint.load, checkpoint.load_weights):
+        with pytest.raises(ValueError, match=r"is damaged or is not"):
+            load(path)
 
 
 def test_a_row_is_written_only_after_its_checkpoint(cifar_dir, tmp_path, monkeypatch):
@@ -417,6 +450,10 @@ def test_damaged_run_files_give_a_named_error_or_a_correct_result_never_a_traceb
     monkeypatch.setattr(pickle, "load", never)
     monkeypatch.setattr(pickle, "loads", never)
     checkpoint_before = (out / "checkpoint.npz").read_bytes()
+    try:  # report reads config.json and metrics.csv as they are, with no repair, and no checkpoint
+        assert report.main([str(out)]) == 0
+    except UsageError as error:
+        assert str(error).startswith("error: ") and len(str(error)) > 20
     for call in (lambda: evaluate.main([str(out), "--data-dir", str(data)]),
                  lambda: train.main(["--out", str(out), "--resume", "--iterations", "3", "--no-progress", "--data-dir", str(data)])):
         try:

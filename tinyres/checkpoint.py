@@ -33,7 +33,7 @@ def load(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with _npz(path) as data:
             arrays = {name: data[name] for name in data.files if name != META_KEY}
             meta = json.loads(str(data[META_KEY]))
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
@@ -77,11 +77,20 @@ def load_weights(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"tinyres.load: {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with _npz(path) as data:
             return {name: data[name] for name in data.files if name != META_KEY}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"tinyres.load: {path} is damaged or is not an .npz file of arrays "
                          f"({type(error).__name__}); it is never unpickled") from None
+
+
+def _npz(path):
+    """The open .npz archive at ``path``; ValueError for another file NumPy reads (a bare .npy
+    array under an .npz name), which is no archive of named arrays. Never unpickles."""
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds one bare array (.npy), not an .npz archive of named arrays")
+    return data
 
 
 def read_json(path):

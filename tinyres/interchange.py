@@ -148,6 +148,8 @@ def load_safetensors(model, path, strict=True):
     for key, ours in layout(model).items():
         theirs = header.get(key)
         if theirs is not None and theirs != ours:
+            if not _same_names_and_shapes(model, state):  # another network altogether: say that first
+                return load_pytorch_state_dict(model, state, True, source=path)  # (raises, loading nothing)
             option = key.removeprefix("tinyres.")
             theirs, ours = (v if v in ("True", "False") else repr(v) for v in (theirs, ours))  # as Python spells them
             raise StateDictError(
@@ -156,6 +158,14 @@ def load_safetensors(model, path, strict=True):
                 f"{option}={theirs} (nothing was loaded)"
             )
     return load_pytorch_state_dict(model, state, strict, source=path)
+
+
+def _same_names_and_shapes(model, state):
+    """Whether ``state`` (PyTorch's names) has exactly ``model``'s arrays, by name and shape."""
+    names = pytorch_names(model)
+    ours = {names[name]: tuple(array.shape) for name, array in [*model.named_parameters(), *model.named_buffers()]}
+    counters = set(_counters(model))
+    return ours == {name: tuple(value.shape) for name, value in state.items() if name not in counters}
 
 
 def _safetensors():

@@ -296,8 +296,16 @@ class RunDir:
 
     # -- metrics.csv --
     def metrics(self):
-        """The rows of metrics.csv as dicts of strings ([] when there is none)."""
-        return list(csv.DictReader(self._metrics_text().splitlines()))
+        """The rows of metrics.csv as dicts of strings ([] when there is none). A last line without
+        its line end is not a row yet: the trainer is writing it, or a crash cut it short."""
+        text = self._metrics_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        try:
+            return list(csv.DictReader(text.splitlines()))
+        except csv.Error as error:  # (Python 3.10: a NUL byte, as a power cut can leave)
+            raise RunDirError(f"{self.file(METRICS)} is damaged ({error}); delete it: it is a log, the "
+                              "checkpoint does not need it") from None
 
     def _metrics_text(self):
         path = self.file(METRICS)
@@ -312,23 +320,30 @@ class RunDir:
                               "does not need it") from None
 
     def append_metrics(self, row):
+        """Add ``row`` to metrics.csv, in the order of the columns its first line names, and sync it
+        to disk (once per evaluation: a power cut keeps the rows the checkpoint was written after)."""
         self._check_not_a_folder(METRICS)
         path = self.file(METRICS)
+        rows = self.metrics()
+        columns = list(rows[0]) if rows else list(row)
+        if set(columns) != set(row):
+            raise self._other_columns(columns, row)
         with self._disk_full_is_an_error(METRICS, 1024), open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer = csv.DictWriter(f, fieldnames=columns)
             if f.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
 
     def repair_metrics(self, iteration, row=None):
         """Make metrics.csv agree with a checkpoint at ``iteration``: drop a half-written last
         line and rows past it, and add the checkpoint's own ``row`` if it is missing."""
         path = self.file(METRICS)
-        text = self._metrics_text()
-        if text and not text.endswith("\n"):
-            text = text[: text.rfind("\n") + 1]  # a line cut short by a crash
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = self.metrics()  # (a line cut short by a crash is left out)
         fields = list(rows[0]) if rows else None
+        if fields and row is not None and set(fields) != set(row):  # refused now, before training
+            raise self._other_columns(fields, row)
         kept = []
         for number, r in enumerate(rows, start=2):
             try:
@@ -351,6 +366,11 @@ class RunDir:
         os.replace(partial, path)
 
     # -- helpers --
+    def _other_columns(self, columns, row):
+        return RunDirError(f"{self.file(METRICS)} has the columns {', '.join(columns)}, this trainer writes "
+                           f"{', '.join(row)}: it comes from another version of tinyres or was edited; move it away "
+                           "(it is a log, the checkpoint does not need it) and --resume writes a new one")
+
     def _check_not_a_folder(self, name):
         if os.path.isdir(self.file(name)):
             raise RunDirError(f"{self.file(name)} is a folder; the run keeps a file there. Move the folder away")
@@ -439,6 +459,14 @@ class Run:
 LOGGED_COLUMNS = ("iteration", "lr", "train_error", "test_error", "train_seconds")
 
 
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def load(path):
     """Read ``config.json``, ``metrics.csv`` (absent until the first evaluation) and, if present,
     the header of ``log.txt``. FileNotFoundError if ``path`` is not a run directory."""
@@ -456,7 +484,9 @@ def load(path):
     try:
         metrics = {c: np.array([float(r[c]) for r in rows]) for c in columns}
     except (TypeError, ValueError):
-        raise RunDirError(f"{run_dir.file(METRICS)} holds a value that is not a number: it is damaged") from None
+        line = next(number for number, r in enumerate(rows, start=2) if not all(_is_number(r[c]) for c in columns))
+        raise RunDirError(f"{run_dir.file(METRICS)} line {line} holds a value that is not a number: it is damaged. "
+                          "--resume drops the rows after the checkpoint's; or delete that line") from None
     return Run(path, config, metrics, _log_header(os.path.join(path, "log.txt")))
 
 
