@@ -234,11 +234,11 @@ class RunDir:
         """Drop the lock; a folder this process created and left empty is removed again."""
         if self._lock is None:
             return
+        if self._created and os.listdir(self.path) == [LOCK]:  # removed while still locked, so that
+            os.remove(self.file(LOCK))                         # no process can take this lock file after
+            os.rmdir(self.path)                                # us and then lose its folder
         os.close(self._lock)  # closing the descriptor drops the lock
         self._lock = None
-        if self._created and os.listdir(self.path) == [LOCK]:
-            os.remove(self.file(LOCK))
-            os.rmdir(self.path)
 
     # -- the checkpoint --
     def save_checkpoint(self, arrays, meta):
