@@ -28,6 +28,7 @@ def chapter_data(tmp_path_factory):
 def test_chapter_runs_top_to_bottom_in_quick_mode(path, chapter_data, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")  # the kernel that runs the cells (the [test] extra has it)
     monkeypatch.setenv("TINYRES_DATA", str(chapter_data))
     monkeypatch.setenv("TINYRES_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -41,7 +41,7 @@ def test_readme_tour_runs(tmp_path, monkeypatch):
 
 def test_readme_opens_with_the_install_and_test_commands():
     lines = README.read_text().splitlines()
-    commands = [line for line in lines[:6] if line.startswith("pip install")]
+    commands = [line for line in lines[:6] if line.startswith("python -m pip install")]
     assert len(commands) == 2 and "python -m pytest" in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1].split("#")[0].strip() in ci

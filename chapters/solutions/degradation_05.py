@@ -7,6 +7,8 @@ import tinyres.nn.functional as F
 
 
 def conv_grad_norms(model, images, labels):
+    # (leaves the model in training mode, its batch norms' running statistics moved by this batch,
+    # as any training-mode forward does: give it a copy you still want to evaluate unchanged)
     model.train()  # batch norm on the batch's own statistics, as during training
     model.zero_grad()  # backward adds into .grad: drop what an earlier pass left there
     F.cross_entropy(model(images), labels).backward()
