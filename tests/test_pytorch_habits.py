@@ -328,3 +328,65 @@ def test_a_backward_returning_a_bare_array_is_named_as_such():
 def test_gradcheck_of_a_numpy_array_says_it_is_not_a_tensor():
     with pytest.raises(TypeError, match=r"input 0 is a numpy.ndarray, not a Tensor.*tinyres.Tensor\(x, requires_grad=True"):
         tinyres.gradcheck(lambda x: x * 2, [np.ones(3)])
+
+
+def test_sgd_refuses_one_tensor_and_an_empty_list_as_pytorch_does():
+    w = Tensor(np.ones((3, 2)), requires_grad=True)
+    with pytest.raises(TypeError, match=r"SGD\(\[w\], \.\.\.\)"):
+        SGD(w, lr=0.1)  # iterating w would give its rows: views that no gradient reaches
+
+    class ForgotSequential(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [nn.Linear(2, 2)]  # a plain list: not registered
+
+    with pytest.raises(ValueError, match="no parameters to train.*nn.Sequential"):
+        SGD(ForgotSequential().parameters(), lr=0.1)
+
+
+def test_a_module_that_overrides_train_keeps_its_mode():
+    # the fine-tuning habit: batch norms frozen in evaluation mode while the rest trains
+    class FrozenBatchNorm(nn.BatchNorm2d):
+        def train(self, mode=True):
+            return super().train(False)
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), FrozenBatchNorm(4), nn.ReLU())
+    net.train()
+    assert net.training and net[0].training and not net[1].training
+    before = net[1].running_mean.copy()
+    net(batch()[0])
+    np.testing.assert_array_equal(net[1].running_mean, before)  # its statistics stay as they were
+
+
+def test_numpy_takes_a_tensor_that_needs_no_gradient_and_refuses_one_that_does():
+    logits = cifar_resnet(8).eval()(batch()[0])
+    with pytest.raises(TypeError, match=r"requires grad.*tensor\.numpy\(\)"):
+        np.argmax(logits, axis=1)
+    with tinyres.no_grad():
+        logits = cifar_resnet(8).eval()(batch()[0])
+    np.testing.assert_array_equal(np.argmax(logits, axis=1), logits.numpy().argmax(axis=1))
+    assert np.asarray(logits, dtype=np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match=r"on strict without a copy to the host: use tensor\.numpy\(\)"):
+        np.asarray(logits.to("strict"))  # a GPU's array is copied to the host only when asked
+    with pytest.raises(TypeError, match=r"0-d tensor.*\.item\(\)"):
+        len(logits.sum())
+
+
+def test_an_input_that_required_a_gradient_is_freed_with_its_last_reference():
+    import gc
+    import weakref
+
+    gc.disable()  # no help from the cycle collector: freed by reference counting alone
+    try:
+        x = Tensor(np.ones((2, 3)), requires_grad=True)
+        (x * 2.0).sum().backward()
+        assert x.grad is not None
+        alive = weakref.ref(x)
+        del x
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_flatten_keeps_an_empty_batch():
+    assert F.flatten(Tensor(np.zeros((0, 4, 1, 1))), 1).shape == (0, 4)

@@ -79,7 +79,7 @@ class Node:
 class GradAccumulator(Node):
     """The node of a leaf tensor: adds the gradient that reaches it into ``tensor.grad``."""
 
-    __slots__ = ("tensor",)
+    __slots__ = ("tensor", "__weakref__")  # (a leaf holds its accumulator weakly: see Tensor._node)
 
     def __init__(self, tensor):
         super().__init__("accumulate_grad", None, (), tensor.shape, tensor.dtype)

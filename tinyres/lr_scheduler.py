@@ -35,7 +35,9 @@ class MultiStepLR:
 
     where t = ``last_epoch`` counts the calls of :meth:`step` (PyTorch's closed form; a
     milestone listed twice counts twice). The rate of step t is set when t is reached, so at
-    construction the optimizer gets lr(0) = base_lr.
+    construction the optimizer gets lr(0) = base_lr. Every step sets the rate from the base rates,
+    so a rate you change by hand lasts until the next step (PyTorch's ``step`` instead multiplies
+    the current rate at a milestone, keeping such a change).
 
     Args:
         optimizer: an optimizer with ``param_groups`` (``tinyres.optim.SGD``).

@@ -132,7 +132,12 @@ def _as_groups(params):
     """A list of group dicts from tensors or dicts (a Module is a mistake worth naming)."""
     if hasattr(params, "parameters") and callable(params.parameters):
         raise TypeError("SGD: pass the model's parameters, SGD(model.parameters(), ...), not the model")
+    if isinstance(params, Tensor):  # (iterating one would give its rows, views no gradient reaches)
+        raise TypeError("SGD: pass an iterable of tensors, SGD([w], ...) or SGD(model.parameters(), ...), not one tensor")
     params = list(params)
+    if not params:
+        raise ValueError("SGD: no parameters to train. A module's layers count when they are its attributes or "
+                         "in an nn.Sequential, not in a plain Python list")
     if params and all(isinstance(p, dict) for p in params):
         return params
     if any(isinstance(p, dict) for p in params):

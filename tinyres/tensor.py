@@ -9,6 +9,8 @@ Dtypes: floating data is stored as float32 unless you ask for ``dtype="float64"`
 checks do); integer data (class labels) keeps its integer type and cannot require gradients.
 """
 
+import weakref
+
 import numpy as np
 
 from tinyres import autograd
@@ -25,6 +27,13 @@ class Tensor:
         requires_grad: if True, ``backward`` fills ``self.grad`` for this tensor.
         dtype: ``"float32"`` (default for floating data) or ``"float64"``.
         backend: ``"numpy"`` or ``"cupy"``: copy ``data`` to that backend.
+
+    An array already on the backend in the tensor's dtype is used as it is, not copied (as
+    ``torch.from_numpy`` shares memory): a change to one shows in the other, an optimizer's step
+    included. Pass ``array.copy()`` to keep yours apart. Likewise, changing ``data`` in place between
+    a forward pass and its ``backward`` (an optimizer step, say) changes the gradients that
+    backward computes from it: tinyres does not check (PyTorch's version counters do), so step
+    after backward, as a training loop does.
 
     Attributes:
         data: the array.
@@ -87,10 +96,13 @@ class Tensor:
         ``data`` was replaced by another shape or dtype (``Module.astype`` does that)."""
         if self.grad_fn is not None:
             return self.grad_fn
-        accumulator = self._accumulator
+        # held weakly: the graph keeps it alive while it exists, and a leaf no graph uses any more
+        # (an input that required a gradient) is freed at once, not by the cycle collector
+        accumulator = self._accumulator() if self._accumulator is not None else None
         if accumulator is None or (accumulator.shape, accumulator.dtype) != (self.shape, self.dtype):
-            self._accumulator = autograd.GradAccumulator(self)
-        return self._accumulator
+            accumulator = autograd.GradAccumulator(self)
+            self._accumulator = weakref.ref(accumulator)
+        return accumulator
 
     # ----- autograd -------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
@@ -167,7 +179,22 @@ class Tensor:
         return self.data.size
 
     def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor (a single number): use .item()")
         return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        """What ``np.asarray(tensor)`` gives, as in PyTorch: a copy of the data of a host tensor
+        that needs no gradient. For one that does, an error (NumPy would lose the graph); for one
+        on a GPU, an error too: a copy to the host is written out, ``tensor.numpy()``."""
+        if self.requires_grad:
+            raise TypeError("NumPy cannot take a tensor that requires grad (its graph would be lost): "
+                            "use tensor.numpy() for its values, or compute under tinyres.no_grad()")
+        if self.backend.name != "numpy":
+            raise TypeError(f"NumPy cannot take a tensor on {self.backend.name} without a copy to the host: "
+                            "use tensor.numpy(), which makes that copy")
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype, copy=False)
 
     def numpy(self):
         """A NumPy copy of the data on the host (an explicit device-to-host transfer)."""

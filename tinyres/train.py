@@ -506,13 +506,13 @@ def _train(config, saved, run_dir, comm):
     except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
         message = f"cannot resume: {error}" if saved is not None else str(error)
         raise UsageError(message, every_rank=isinstance(error, (distributed.BatchDoesNotSplit, SplitError))) from None
+    if trainer.iteration >= config["iterations"]:  # (its files stay as they are)
+        trainer.log(f"{run_dir.path} is complete at iteration {trainer.iteration}; nothing to do")
+        return 0
     if saved is None or config != saved[1]["config"]:
         trainer.save()  # the checkpoint records the run (and its new settings) before anything else
     if comm.rank == 0:
         run_dir.write_config(trainer.config)
-    if trainer.iteration >= config["iterations"]:
-        trainer.log(f"{run_dir.path} is complete at iteration {trainer.iteration}; nothing to do")
-        return 0
     ranks = f" x {comm.size} processes ({'synchronized' if config['sync_bn'] else 'per-process'} batch norm)" if comm.size > 1 else ""
     trainer.log(f"{runs.run_name(config)} ({trainer.model.num_parameters() / 1e6:.2f}M parameters) on {trainer.backend.name}{ranks}, "
                 f"{trainer.train_data.num_images} training images, {trainer.batches_per_epoch} batches/epoch, "

@@ -105,9 +105,12 @@ class Module:
 
     # ----- modes and gradients ------------------------------------------------------------
     def train(self, mode=True):
-        """Training mode: batch norm uses batch statistics, dropout drops."""
-        for module in self.modules():
-            module.training = mode
+        """Training mode: batch norm uses batch statistics, dropout drops. Each child is switched
+        by its own ``train``, so a module that overrides it (say, to keep its batch norms in
+        evaluation mode while the rest fine-tunes) has its way, as in PyTorch."""
+        self.training = mode
+        for child in self.children():
+            child.train(mode)
         return self
 
     def eval(self):

@@ -1,6 +1,7 @@
 """Ops that move values around without changing them: reshape, transpose, flatten, pad,
 slicing and concatenation. Their backward moves the gradient back the same way."""
 
+import math
 import numbers
 
 from tinyres.nn.functional.common import check_inputs
@@ -38,7 +39,7 @@ def transpose(x, axes=None):
 
 def flatten(x, start_axis=0):
     """Merge the axes from ``start_axis`` on into one: (N, C, H, W) -> (N, C*H*W) for 1."""
-    return reshape(x, x.shape[:start_axis] + (-1,))
+    return reshape(x, x.shape[:start_axis] + (math.prod(x.shape[start_axis:]),))  # (not -1: an empty batch has no size to infer)
 
 
 def pad(x, pad_width, value=0.0):
