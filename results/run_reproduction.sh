@@ -31,10 +31,21 @@ rank_env=()
 data=${1:?usage: run_reproduction.sh DATA_DIR STOP_AT RUN [RUN ...]}
 stop_at=${2:?usage: run_reproduction.sh DATA_DIR STOP_AT RUN [RUN ...]}
 shift 2
-[ $# -gt 0 ] || { echo "name at least one run: resnet20-16k plain20-16k resnet56-16k plain56-16k resnet20-64k plain56-warmup-16k" >&2; exit 2; }
+runs="resnet20-16k plain20-16k resnet56-16k plain56-16k resnet20-64k plain56-warmup-16k"
+[ $# -gt 0 ] || { echo "name at least one run: $runs" >&2; exit 2; }
 if [ "$stop_at" != never ]; then
     stop_epoch=$(date -d "$stop_at" +%s) || { echo "STOP_AT '$stop_at' is not a time date(1) reads" >&2; exit 2; }
 fi
+# every mistake is found before the first run starts, not hours later when the lane reaches it
+[ -d "$data/cifar-10-batches-bin" ] || { echo "DATA_DIR '$data' has no cifar-10-batches-bin/ (python ../shared/data/make_cifar10_bin.py DATA_DIR writes it); without it the trainer would download the original CIFAR-10, another copy than these runs' " >&2; exit 2; }
+for run in "$@"; do
+    case " $runs " in *" $run "*) ;; *) echo "unknown run '$run'; the runs are: $runs" >&2; exit 2 ;; esac
+    out=results/cpu-$run
+    if [ ! -f "$out/checkpoint.npz" ] && [ -e "$out/metrics.csv" ]; then
+        echo "$out has metrics.csv but no checkpoint.npz: restore the checkpoint (git checkout -- $out) or move the folder away; starting it again from iteration 0 would not be this run" >&2
+        exit 2
+    fi
+done
 
 for run in "$@"; do
     # name -> the paper's recipe at that length (lr 0.1, /10 at 50% and 75%), full test set
@@ -45,7 +56,6 @@ for run in "$@"; do
         plain56-16k)        flags=(--depth 56 --plain --iterations 16000 --eval-every 500) ;;
         plain56-warmup-16k) flags=(--depth 56 --plain --warmup --iterations 16000 --eval-every 500) ;;
         resnet20-64k)       flags=(--depth 20 --iterations 64000 --eval-every 1000) ;;
-        *) echo "unknown run '$run'" >&2; exit 2 ;;
     esac
     out=results/cpu-$run
     flags+=(--data-dir "$data" --out "$out" --no-progress)
@@ -57,12 +67,12 @@ for run in "$@"; do
     fi
     mkdir -p "$out"
     {
-        echo "# $(date -u +%Y-%m-%dT%H:%MZ) | $(nproc --all) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) | commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- tinyres || echo '+local changes')"
+        echo "# $(date -u +%Y-%m-%dT%H:%MZ) | $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) | commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- tinyres || echo '+local changes')"
         # (with RANKS > 1 as one rank sees it: tinyres gives each rank cores / ranks BLAS threads)
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${rank_env[@]+"${rank_env[@]}"} python -c "import tinyres, numpy, threadpoolctl
 i = threadpoolctl.threadpool_info()[0]
 print(f'# numpy {numpy.__version__}, {i[\"internal_api\"]} {i[\"version\"]} kernel {i.get(\"architecture\")}, {i[\"num_threads\"]} thread(s)')" 2>/dev/null || echo "# (threadpoolctl not installed: BLAS kernel not recorded)"
-        echo "# ${launch[*]} ${flags[*]}"
+        echo "# ${OPENBLAS_NUM_THREADS:+OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS }$(printf '%q ' "${launch[@]}" "${flags[@]}")(OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset)"
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${launch[@]}" "${flags[@]}"
-    } 2>&1 | tee -a "$out/log.txt"
+    } 2>&1 | tee -ia "$out/log.txt"  # (-i: Ctrl-C reaches the trainer, which checkpoints; tee keeps logging)
 done

@@ -329,6 +329,9 @@ def test_resume_cannot_end_a_run_before_where_it_is(cifar_dir, tmp_path, capsys)
     user_error(r"is at iteration 6 already; --epochs 0.1 \(1 iterations\) would end it in the past", resume, out, "--epochs", "0.1")
     assert (out / "config.json").read_text() == config and (out / "checkpoint.npz").read_bytes() == checkpoint
     assert resume(out) == 0 and "complete at iteration 6; nothing to do" in capsys.readouterr().out
+    # resuming a finished run with a setting changed (a session's time limit) leaves its record alone
+    assert resume(out, "--stop-after-minutes", "30") == 0 and "nothing to do" in capsys.readouterr().out
+    assert (out / "config.json").read_text() == config and (out / "checkpoint.npz").read_bytes() == checkpoint
 
 
 # ----- 7. data -------------------------------------------------------------------------------
