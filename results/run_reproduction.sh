@@ -67,7 +67,7 @@ for run in "$@"; do
     fi
     mkdir -p "$out"
     {
-        echo "# $(date -u +%Y-%m-%dT%H:%MZ) | $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) | commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- tinyres || echo '+local changes')"
+        echo "# $(date -u +%Y-%m-%dT%H:%MZ) | $(python -c 'import os; print(len(os.sched_getaffinity(0)))') cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)) | commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- tinyres || echo '+local changes')"
         # (with RANKS > 1 as one rank sees it: tinyres gives each rank cores / ranks BLAS threads)
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${rank_env[@]+"${rank_env[@]}"} python -c "import tinyres, numpy, threadpoolctl
 i = threadpoolctl.threadpool_info()[0]

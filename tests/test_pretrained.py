@@ -25,7 +25,7 @@ def finished_run(cifar_dir, tmp_path):
 
 def test_a_run_on_part_of_the_data_is_not_exported(cifar_dir, tmp_path):
     # a shipped network's stated error is that of all 50,000 training and 10,000 test images
-    for part in (["--subset", "48"], ["--test-subset", "10"]):
+    for part in (["--subset", "48"], ["--test-subset", "10"], ["--validation", "24"]):
         run_dir = str(tmp_path / part[0].strip("-"))
         train.main(["--depth", "8", "--batch-size", "8", "--iterations", "2", "--eval-every", "2", "--no-progress",
                     "--data-dir", str(cifar_dir), "--out", run_dir] + part)

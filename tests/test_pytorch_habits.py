@@ -388,5 +388,19 @@ def test_an_input_that_required_a_gradient_is_freed_with_its_last_reference():
         gc.enable()
 
 
+def test_a_tensor_used_in_a_graph_pickles_and_deep_copies_into_a_tensor_of_its_own():
+    import copy
+    import pickle
+
+    w = Tensor(np.ones(3), requires_grad=True)
+    y = (w * 2.0).sum()  # the graph holds w's gradient accumulator
+    for clone in (copy.deepcopy(w), pickle.loads(pickle.dumps(w))):
+        (clone * 3.0).sum().backward()
+        np.testing.assert_array_equal(clone.grad, [3.0, 3.0, 3.0])  # the copy's own gradient
+    assert w.grad is None
+    y.backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])
+
+
 def test_flatten_keeps_an_empty_batch():
     assert F.flatten(Tensor(np.zeros((0, 4, 1, 1))), 1).shape == (0, 4)

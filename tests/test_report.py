@@ -44,10 +44,11 @@ def test_a_row_holds_the_last_evaluation_its_time_and_speed_and_the_papers_numbe
 def test_the_papers_number_stands_only_beside_a_run_on_the_whole_data(cifar_dir, tmp_path):
     common = ["--depth", "20", "--batch-size", "8", "--iterations", "2", "--eval-every", "2", "--no-progress",
               "--data-dir", str(cifar_dir)]
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    whole, part, held_out = str(tmp_path / "whole"), str(tmp_path / "part"), str(tmp_path / "held_out")
     train.main(common + ["--out", whole])
     train.main(common + ["--subset", "48", "--out", part])
-    assert [row[8] for row in report.table_rows([whole, part])] == ["8.75%", "—"]
+    train.main(common + ["--validation", "24", "--out", held_out])
+    assert [row[8] for row in report.table_rows([whole, part, held_out])] == ["8.75%", "—", "—"]
 
 
 def test_paper_numbers_are_table_6s_for_resnets_only():

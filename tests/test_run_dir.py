@@ -166,12 +166,50 @@ def test_rows_follow_the_files_columns_and_another_versions_file_is_refused(tmp_
     assert (tmp_path / "run" / "metrics.csv").read_text().endswith("2,0.01\n")  # nothing appended
 
 
+def test_a_header_without_rows_still_decides_the_columns(tmp_path):
+    run_dir = runs.RunDir(str(tmp_path / "run"))
+    os.makedirs(run_dir.path)
+    (tmp_path / "run" / "metrics.csv").write_text("iteration,old_column,lr\n")
+    with pytest.raises(runs.RunDirError, match="has the columns iteration, old_column, lr"):
+        run_dir.append_metrics({"iteration": 1, "lr": 0.5, "test_error": 0.1})
+
+
+def test_a_lock_file_removed_while_claiming_is_not_taken_for_a_lock(tmp_path, monkeypatch):
+    # one process releases a folder it made (removing .lock and the folder) just as another has
+    # opened .lock: the second must not go on holding a lock on a removed file
+    import fcntl
+
+    path = str(tmp_path / "run")
+    first = runs.RunDir(path).claim()
+    real_flock = fcntl.flock
+
+    def flock_just_after_the_first_releases(fd, operation):
+        if first._lock is not None:
+            first.release()
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_just_after_the_first_releases)
+    second = runs.RunDir(path).claim()
+    assert os.path.samestat(os.fstat(second._lock), os.stat(os.path.join(path, runs.LOCK)))
+    second.release()
+
+
+def test_a_finished_run_gets_a_deleted_config_back_from_its_record(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "2", "--eval-every", "2") == 0
+    written = json.loads((out / "config.json").read_text())
+    (out / "config.json").unlink()
+    assert resume(out) == 0
+    assert json.loads((out / "config.json").read_text()) == written
+    assert runs.load(str(out)).config == written
+
+
 def test_a_bare_npy_array_under_a_checkpoints_name_is_a_named_error(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     with open(path, "wb") as f:
         np.save(f, np.zeros(3))
     for load in (checkpoint.load, checkpoint.load_weights):
-        with pytest.raises(ValueError, match=r"is damaged or is not"):
+        with pytest.raises(ValueError, match=r"is damaged or is not .*\(it holds one bare array, as np\.save writes"):
             load(path)
 
 

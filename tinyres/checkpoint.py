@@ -37,9 +37,9 @@ def load(path):
             arrays = {name: data[name] for name in data.files if name != META_KEY}
             meta = json.loads(str(data[META_KEY]))
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        # (the error's own text is left out: NumPy's suggests allow_pickle=True, the wrong fix)
+        # (NumPy's own text is left out: it suggests allow_pickle=True, the wrong fix)
         raise ValueError(
-            f"checkpoint {path} is damaged or is not a tinyres checkpoint ({type(error).__name__}); "
+            f"checkpoint {path} is damaged or is not a tinyres checkpoint ({_why(error)}); "
             "restore it from a copy, or start the run again with another --out"
         ) from error
     return arrays, meta
@@ -81,16 +81,24 @@ def load_weights(path):
             return {name: data[name] for name in data.files if name != META_KEY}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"tinyres.load: {path} is damaged or is not an .npz file of arrays "
-                         f"({type(error).__name__}); it is never unpickled") from None
+                         f"({_why(error)}); it is never unpickled") from None
+
+
+class _NotAnArchive(ValueError):
+    pass
 
 
 def _npz(path):
-    """The open .npz archive at ``path``; ValueError for another file NumPy reads (a bare .npy
+    """The open .npz archive at ``path``; an error for another file NumPy reads (a bare .npy
     array under an .npz name), which is no archive of named arrays. Never unpickles."""
     data = np.load(path, allow_pickle=False)
     if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds one bare array (.npy), not an .npz archive of named arrays")
+        raise _NotAnArchive("it holds one bare array, as np.save writes, not an .npz archive of named arrays")
     return data
+
+
+def _why(error):
+    return str(error) if isinstance(error, _NotAnArchive) else type(error).__name__
 
 
 def read_json(path):

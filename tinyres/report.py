@@ -93,7 +93,7 @@ def table_rows(paths, at=None):
         m, config = run.metrics, run.config
         iteration = int(m["iteration"][k])
         seconds = m["train_seconds"][k]
-        whole_data = not (config.get("subset") or config.get("test_subset"))  # the paper's 50,000 and 10,000 images
+        whole_data = not (config.get("subset") or config.get("test_subset") or config.get("validation"))  # 50,000 and 10,000
         paper = PAPER_TEST_ERROR.get(config["depth"]) if whole_data and not config["plain"] and config["shortcut"] == "A" else None
         rows.append([
             f"`{path.rstrip('/').split('/')[-1]}`",

@@ -183,6 +183,9 @@ def check_meta(meta, path):
         raise RunDirError(f"checkpoint {path} is damaged or was not written by tinyres.train (its 'row' entry is "
                           "invalid); restore it from a copy, or start the run again with another --out")
     meta["config"] = check_config(meta["config"], f"the settings recorded in {path}")
+    if meta["iteration"] > meta["config"]["iterations"]:  # (a run stops at its length)
+        raise RunDirError(f"checkpoint {path} is damaged or was not written by tinyres.train (it is at iteration "
+                          f"{meta['iteration']} of a {meta['config']['iterations']}-iteration run); restore it from a copy")
     return meta
 
 
@@ -212,19 +215,23 @@ class RunDir:
             raise RunDirError("--out is empty: give the folder the run writes to")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunDirError(f"--out {self.path} is a file, not a folder: choose another --out")
-        self._created = not os.path.exists(self.path)
-        try:
-            os.makedirs(self.path, exist_ok=True)
-            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise RunDirError(f"cannot write to {self.path} ({error.strerror}): choose another --out, or fix its permissions") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirError(f"{self.path} is in use by process {holder}, which is training or evaluating "
-                              "there; wait for it to end (or stop it) before starting another run in it") from None
+        for _ in range(10):
+            self._created = not os.path.exists(self.path)
+            try:
+                os.makedirs(self.path, exist_ok=True)
+                fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise RunDirError(f"cannot write to {self.path} ({error.strerror}): choose another --out, or fix its permissions") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunDirError(f"{self.path} is in use by process {holder}, which is training or evaluating "
+                                  "there; wait for it to end (or stop it) before starting another run in it") from None
+            if _same_file(fd, self.file(LOCK)):
+                break
+            os.close(fd)  # locked a file that a process releasing the folder had just removed: again
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock = fd
@@ -234,9 +241,9 @@ class RunDir:
         """Drop the lock; a folder this process created and left empty is removed again."""
         if self._lock is None:
             return
-        if self._created and os.listdir(self.path) == [LOCK]:  # removed while still locked, so that
-            os.remove(self.file(LOCK))                         # no process can take this lock file after
-            os.rmdir(self.path)                                # us and then lose its folder
+        if self._created and os.listdir(self.path) == [LOCK]:  # (removed while still locked; a process
+            os.remove(self.file(LOCK))                         # that opened the file before locks a removed
+            os.rmdir(self.path)                                # file, which claim notices and starts again)
         os.close(self._lock)  # closing the descriptor drops the lock
         self._lock = None
 
@@ -298,11 +305,16 @@ class RunDir:
     def metrics(self):
         """The rows of metrics.csv as dicts of strings ([] when there is none). A last line without
         its line end is not a row yet: the trainer is writing it, or a crash cut it short."""
+        return self._read_metrics()[1]
+
+    def _read_metrics(self):
+        """(the columns its first line names, or None without one; its complete rows)."""
         text = self._metrics_text()
         if text and not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
         try:
-            return list(csv.DictReader(text.splitlines()))
+            reader = csv.DictReader(text.splitlines())
+            return reader.fieldnames, list(reader)
         except csv.Error as error:  # (Python 3.10: a NUL byte, as a power cut can leave)
             raise RunDirError(f"{self.file(METRICS)} is damaged ({error}); delete it: it is a log, the "
                               "checkpoint does not need it") from None
@@ -324,8 +336,7 @@ class RunDir:
         to disk (once per evaluation: a power cut keeps the rows the checkpoint was written after)."""
         self._check_not_a_folder(METRICS)
         path = self.file(METRICS)
-        rows = self.metrics()
-        columns = list(rows[0]) if rows else list(row)
+        columns = self._read_metrics()[0] or list(row)
         if set(columns) != set(row):
             raise self._other_columns(columns, row)
         with self._disk_full_is_an_error(METRICS, 1024), open(path, "a", newline="") as f:
@@ -340,8 +351,7 @@ class RunDir:
         """Make metrics.csv agree with a checkpoint at ``iteration``: drop a half-written last
         line and rows past it, and add the checkpoint's own ``row`` if it is missing."""
         path = self.file(METRICS)
-        rows = self.metrics()  # (a line cut short by a crash is left out)
-        fields = list(rows[0]) if rows else None
+        fields, rows = self._read_metrics()  # (a line cut short by a crash is left out)
         if fields and row is not None and set(fields) != set(row):  # refused now, before training
             raise self._other_columns(fields, row)
         kept = []
@@ -457,6 +467,14 @@ class Run:
 
 # the columns of metrics.csv that every version of the trainer has written, and plots and tables read
 LOGGED_COLUMNS = ("iteration", "lr", "train_error", "test_error", "train_seconds")
+
+
+def _same_file(fd, path):
+    """Whether the open ``fd`` is the file now at ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _is_number(text):

@@ -178,6 +178,14 @@ class Tensor:
     def size(self):
         return self.data.size
 
+    def __getstate__(self):  # (pickle, copy.deepcopy): a copy is a tensor of its own, in no graph
+        return {"data": self.data, "requires_grad": self.requires_grad, "grad": self.grad, "grad_fn": self.grad_fn}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._accumulator = None
+
     def __len__(self):
         if not self.shape:
             raise TypeError("len() of a 0-d tensor (a single number): use .item()")

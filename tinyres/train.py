@@ -433,9 +433,9 @@ class Trainer:
 
     def _evaluate_save_or_stop(self, total, deadline):
         """After a step: evaluate (and checkpoint) on schedule, else checkpoint when it is time;
-        and stop after this step on Ctrl-C or --stop-after-minutes. Every rank decides both
-        together, in one collective per step: saving compares their weights, and they must all
-        stop after the same step."""
+        and stop after this step on Ctrl-C or --stop-after-minutes (one that comes during an
+        evaluation, after the next). Every rank decides both together, in one collective per step:
+        saving compares their weights, and they must all stop after the same step."""
         c = self.config
         if deadline is not None and time.monotonic() > deadline and self.stop_request is None:
             self.log(f"--stop-after-minutes reached at iteration {self.iteration}")
@@ -506,7 +506,9 @@ def _train(config, saved, run_dir, comm):
     except (DatasetError, tinyres.BackendUnavailable, ValueError) as error:
         message = f"cannot resume: {error}" if saved is not None else str(error)
         raise UsageError(message, every_rank=isinstance(error, (distributed.BatchDoesNotSplit, SplitError))) from None
-    if trainer.iteration >= config["iterations"]:  # (its files stay as they are)
+    if trainer.iteration >= config["iterations"]:  # its files stay as they are (a deleted config.json
+        if comm.rank == 0 and not os.path.exists(run_dir.file(runs.CONFIG)):  # comes back from the record)
+            run_dir.write_config(saved[1]["config"])
         trainer.log(f"{run_dir.path} is complete at iteration {trainer.iteration}; nothing to do")
         return 0
     if saved is None or config != saved[1]["config"]:

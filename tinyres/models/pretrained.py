@@ -79,10 +79,11 @@ def export(run_dir, folder=WEIGHTS_DIR, replace=False):
     if config["plain"] or config["shortcut"] != "A":
         raise ValueError(f"{run_dir} trained {run.name} with shortcut {config['shortcut']}; only ResNets with "
                          "option A shortcuts (cifar_resnet's default) are shipped")
-    if config.get("subset") or config.get("test_subset"):
-        raise ValueError(f"{run_dir} trained on {config['subset'] or 'all'} training images and measured its test error on "
-                         f"{config.get('test_subset') or 'all'} test images; a shipped network's test error is that of a run "
-                         "on all 50,000 training images, measured on all 10,000 test images")
+    if config.get("subset") or config.get("test_subset") or config.get("validation"):
+        raise ValueError(f"{run_dir} trained on part of the training images (--subset {config.get('subset')}, --validation "
+                         f"{config.get('validation')}) or measured its test error on part of the test set (--test-subset "
+                         f"{config.get('test_subset')}); a shipped network's test error is that of a run on all 50,000 training "
+                         "images, measured on all 10,000 test images")
     model, _, meta, mean = load_run(run_dir)
     if not run.complete or meta["iteration"] != config["iterations"]:
         raise ValueError(f"{run_dir} is not finished ({run.state}; checkpoint at iteration {meta['iteration']}): "
