@@ -45,14 +45,14 @@ def reset_peak_rss():
 
 def set_torch_threads():
     """Give PyTorch as many threads as tinyres's BLAS runs: the thread count you set
-    (OMP_NUM_THREADS or OPENBLAS_NUM_THREADS), else tinyres.threads.cores (the cores this process
+    (OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, as OpenBLAS reads them), else tinyres.threads.cores (the cores this process
     may run on, shared with the other processes mpiexec started here; os.cpu_count() would count
     cores the process may not use). Returns that count."""
     import os
 
     import torch
 
-    given = [os.environ.get(name, "") for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")]
+    given = [os.environ.get(name, "") for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")]  # OpenBLAS's own first
     count = next((int(value) for value in given if value.isdigit() and int(value) > 0), None) or cores()
     torch.set_num_threads(count)
     return count

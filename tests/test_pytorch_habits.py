@@ -400,6 +400,11 @@ def test_a_tensor_used_in_a_graph_pickles_and_deep_copies_into_a_tensor_of_its_o
     assert w.grad is None
     y.backward()
     np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])
+    shallow = copy.copy(w)
+    (shallow * 3.0).sum().backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])  # the copy's gradient is its own
+    with pytest.raises(TypeError, match=r"only a leaf tensor .* tensor\.detach\(\)"):
+        copy.deepcopy(w * 2.0)  # a computed tensor: its copy would feed hidden copies of the leaves
 
 
 def test_flatten_keeps_an_empty_batch():

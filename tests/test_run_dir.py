@@ -204,6 +204,15 @@ def test_a_finished_run_gets_a_deleted_config_back_from_its_record(cifar_dir, tm
     assert runs.load(str(out)).config == written
 
 
+def test_a_checkpoint_past_its_runs_length_is_damaged(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(cifar_dir, out, "--iterations", "2", "--eval-every", "2") == 0
+    arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    checkpoint.save(str(out / "checkpoint.npz"), arrays, {**meta, "iteration": 5})
+    for command in (lambda: evaluate.main([str(out), "--data-dir", str(cifar_dir)]), lambda: resume(out)):
+        user_error(r"is damaged .*at iteration 5 of a 2-iteration run", command)
+
+
 def test_a_bare_npy_array_under_a_checkpoints_name_is_a_named_error(tmp_path):
     path = str(tmp_path / "checkpoint.npz")
     with open(path, "wb") as f:

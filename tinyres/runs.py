@@ -215,11 +215,13 @@ class RunDir:
             raise RunDirError("--out is empty: give the folder the run writes to")
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunDirError(f"--out {self.path} is a file, not a folder: choose another --out")
-        for _ in range(10):
+        for _ in range(10):  # (again if a process releasing a folder it made removes it under us)
             self._created = not os.path.exists(self.path)
             try:
                 os.makedirs(self.path, exist_ok=True)
                 fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue
             except OSError as error:
                 raise RunDirError(f"cannot write to {self.path} ({error.strerror}): choose another --out, or fix its permissions") from None
             try:
@@ -232,6 +234,9 @@ class RunDir:
             if _same_file(fd, self.file(LOCK)):
                 break
             os.close(fd)  # locked a file that a process releasing the folder had just removed: again
+        else:
+            raise RunDirError(f"{self.path} keeps disappearing while this process claims it: another process is "
+                              "removing it; stop that one, or choose another --out")
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock = fd
@@ -243,7 +248,8 @@ class RunDir:
             return
         if self._created and os.listdir(self.path) == [LOCK]:  # (removed while still locked; a process
             os.remove(self.file(LOCK))                         # that opened the file before locks a removed
-            os.rmdir(self.path)                                # file, which claim notices and starts again)
+            with contextlib.suppress(OSError):                 # file, which claim notices and starts again;
+                os.rmdir(self.path)                            # one that made a new .lock keeps the folder)
         os.close(self._lock)  # closing the descriptor drops the lock
         self._lock = None
 

@@ -178,8 +178,12 @@ class Tensor:
     def size(self):
         return self.data.size
 
-    def __getstate__(self):  # (pickle, copy.deepcopy): a copy is a tensor of its own, in no graph
-        return {"data": self.data, "requires_grad": self.requires_grad, "grad": self.grad, "grad_fn": self.grad_fn}
+    def __getstate__(self):  # (pickle, copy.deepcopy, copy.copy): a copy is a leaf of its own, in no graph
+        if self.grad_fn is not None:
+            raise TypeError("only a leaf tensor (made by you, not computed) can be copied or pickled, as in "
+                            "PyTorch: copy tensor.detach(), or copy the leaves it was computed from")
+        grad = None if self.grad is None else self.grad.copy()  # (a shallow copy must not add into ours)
+        return {"data": self.data, "requires_grad": self.requires_grad, "grad": grad, "grad_fn": None}
 
     def __setstate__(self, state):
         for name, value in state.items():
