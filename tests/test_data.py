@@ -40,7 +40,12 @@ def test_truncated_file_is_an_error_that_names_it(cifar_dir):
     path = os.path.join(cifar_dir, cifar10.FOLDER, "data_batch_3.bin")
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 100)
-    with pytest.raises(DatasetError, match="data_batch_3.bin is truncated or corrupt"):
+    with pytest.raises(DatasetError, match="data_batch_3.bin is truncated or corrupt") as raised:
+        cifar10.load(str(cifar_dir), download=False)
+    # no archive here to extract it from: deleting the folder would lose the data, not repair it
+    assert "Delete" not in str(raised.value) and "Put a good copy of the file there" in str(raised.value)
+    open(os.path.join(cifar_dir, cifar10.ARCHIVE), "wb").close()
+    with pytest.raises(DatasetError, match="Delete .* to extract the archive beside it again"):
         cifar10.load(str(cifar_dir), download=False)
 
 

@@ -270,6 +270,8 @@ def test_cli_figure7_measures_a_trained_checkpoint_and_writes_a_png(cifar_dir, t
     ("figure7", "missing", "does not exist: give a run directory"),
     ("figure7", "no checkpoint", "has no checkpoint.npz yet"),
     ("figure6", "damaged header", "metrics.csv lacks the columns train_error, test_error, train_seconds .*put back the run's own file"),
+    ("figure6", "output a folder", r"-o .* is a folder: give the image file to write"),
+    ("figure6", "no extension", r"-o .*figure: give a file name ending in an image format"),
 ])
 def test_cli_errors_are_one_line_and_exit_code_2(tmp_path, capsys, figure, problem, message):
     run_dir = write_run(tmp_path / "run", 20, False, [] if problem == "no metrics" else [(100, 0.5, 0.5)])
@@ -277,6 +279,11 @@ def test_cli_errors_are_one_line_and_exit_code_2(tmp_path, capsys, figure, probl
         metrics = Path(run_dir) / "metrics.csv"
         metrics.write_text("iteration,lr,train_loss\n" + metrics.read_text().split("\n", 1)[1])
     out = tmp_path / ("nowhere" if problem == "no output folder" else "") / "figure.png"
+    if problem == "output a folder":
+        out = tmp_path / "figures"
+        out.mkdir()
+    if problem == "no extension":  # matplotlib would write figure.png and we would say "wrote figure"
+        out = tmp_path / "figure"
     argv = [figure, str(tmp_path / "missing") if problem == "missing" else run_dir, "-o", str(out)]
     with pytest.raises(SystemExit) as stopped:
         plot.main(argv)
@@ -284,7 +291,8 @@ def test_cli_errors_are_one_line_and_exit_code_2(tmp_path, capsys, figure, probl
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert re.search(message, err)
-    assert not out.exists()
+    assert not out.exists() or out.is_dir() and not any(out.iterdir())
+    assert not (tmp_path / "figure.png").exists()
 
 
 def test_cli_error_has_no_traceback(tmp_path):

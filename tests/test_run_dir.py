@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinyres import checkpoint, evaluate, report, runs, train
+from tinyres.models import pretrained
 from tinyres.cli import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -211,6 +212,58 @@ def test_a_checkpoint_past_its_runs_length_is_damaged(cifar_dir, tmp_path):
     checkpoint.save(str(out / "checkpoint.npz"), arrays, {**meta, "iteration": 5})
     for command in (lambda: evaluate.main([str(out), "--data-dir", str(cifar_dir)]), lambda: resume(out)):
         user_error(r"is damaged .*at iteration 5 of a 2-iteration run", command)
+
+
+def test_what_readers_of_a_run_say_when_one_of_its_files_is_wrong(cifar_dir, tmp_path, monkeypatch):
+    template = tmp_path / "run"
+    assert run(cifar_dir, template, "--iterations", "2", "--eval-every", "1") == 0
+
+    def copy(name):
+        shutil.copytree(template, tmp_path / name)
+        return tmp_path / name
+
+    # a damaged row the checkpoint covers: resume refuses it, and deleting it as told works
+    out = copy("value")
+    lines = (out / "metrics.csv").read_text().splitlines()
+    (out / "metrics.csv").write_text("\n".join([lines[0], lines[1].replace(",", ",abc", 1), lines[2]]) + "\n")
+    user_error(r"line 2 \(iteration 1\) holds a value that is not a number.*Delete that line", resume, out)
+    (out / "metrics.csv").write_text("\n".join([lines[0], lines[2]]) + "\n")
+    assert resume(out) == 0 and logged_iterations(out) == ["2"]  # (the checkpoint's row is iteration 2's)
+    # an edited config.json: report and plot refuse it as evaluate does
+    out = copy("edited")
+    (out / "config.json").write_text(json.dumps({**json.loads((out / "config.json").read_text()), "depth": 20}))
+    with pytest.raises(runs.RunDirError, match=r"disagrees with the checkpoint.*depth \(config.json: 20, checkpoint: 8\)"):
+        runs.load(str(out))
+    # no config.json: the message says how to get it back
+    out = copy("no_config")
+    (out / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has no config.json; python -m tinyres.train --out .* --resume writes it"):
+        runs.load(str(out))
+    # no checkpoint: a message for any reader, not only for --resume
+    out = copy("no_checkpoint")
+    (out / "checkpoint.npz").unlink()
+    user_error(r"has no checkpoint.npz: nothing to resume or evaluate", evaluate.main, [str(out), "--data-dir", str(cifar_dir)])
+    # the data the run trained on is gone: named, no download into the default folder
+    out = copy("data_gone")
+    config = json.loads((out / "config.json").read_text())
+    checkpoint_arrays, meta = checkpoint.load(str(out / "checkpoint.npz"))
+    moved = {**config, "data_dir": str(tmp_path / "gone")}
+    (out / "config.json").write_text(json.dumps(moved))
+    checkpoint.save(str(out / "checkpoint.npz"), checkpoint_arrays, {**meta, "config": moved})
+    monkeypatch.delenv("TINYRES_DATA", raising=False)
+    user_error(r"trained on the CIFAR-10 in .*gone, which is no longer there; give its new place with --data-dir",
+               evaluate.main, [str(out)])
+    # the last row cut off by a crash: the exporter says how to write it back (a run on all the data)
+    out = tmp_path / "cut"
+    assert train.main(["--depth", "8", "--batch-size", "8", "--iterations", "2", "--eval-every", "1", "--no-progress",
+                       "--data-dir", str(cifar_dir), "--out", str(out)]) == 0
+    text = (out / "metrics.csv").read_text()
+    (out / "metrics.csv").write_text(text[: text.rstrip("\n").rfind("\n") + 1] + text.rstrip("\n").rsplit("\n", 1)[1][:5])
+    with pytest.raises(ValueError, match=r"finished .* but its metrics.csv lacks the last rows.*--resume writes them back"):
+        pretrained.export(str(out), str(tmp_path / "weights"))
+    (out / "metrics.csv").write_text(text)
+    with pytest.raises(FileExistsError, match=r"--folder .* is a file, not a folder"):
+        pretrained.export(str(out), str(out / "config.json"))
 
 
 def test_a_bare_npy_array_under_a_checkpoints_name_is_a_named_error(tmp_path):

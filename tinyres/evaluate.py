@@ -55,10 +55,16 @@ def load_run(run_dir, backend="numpy"):
 
 
 def data_folder(config, data_dir=None):
-    """Where the images are: --data-dir, else $TINYRES_DATA, else the folder the run trained on
-    (if it is still there), else the default."""
+    """Where the images are: --data-dir, else $TINYRES_DATA, else the folder the run trained on,
+    else (a run that used the default) the default. A run's folder that is gone is an error: the
+    default would be another copy of CIFAR-10, downloaded."""
     saved = config.get("data_dir")
-    return data_dir or os.environ.get("TINYRES_DATA") or (saved if saved and os.path.isdir(saved) else None)
+    if data_dir or os.environ.get("TINYRES_DATA"):
+        return data_dir or os.environ.get("TINYRES_DATA")
+    if saved and not os.path.isdir(saved):
+        raise DatasetError(f"the run trained on the CIFAR-10 in {saved}, which is no longer there; give its "
+                           "new place with --data-dir (or $TINYRES_DATA)")
+    return saved
 
 
 def evaluation_splits(config, mean, data_dir=None):

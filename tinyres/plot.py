@@ -308,6 +308,7 @@ def main(argv=None):
         raise UsageError("python -m tinyres.plot needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")  # files only: no window, no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
 
     from tinyres.data import DatasetError
 
@@ -315,6 +316,11 @@ def main(argv=None):
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"cannot write {args.output}: the folder {folder} does not exist")
+        if os.path.isdir(args.output):
+            raise IsADirectoryError(f"-o {args.output} is a folder: give the image file to write, e.g. {os.path.join(args.output, args.figure + '.png')}")
+        extension = os.path.splitext(args.output)[1].lstrip(".").lower()
+        if extension not in FigureCanvasBase.get_supported_filetypes():
+            raise ValueError(f"-o {args.output}: give a file name ending in an image format, such as .png, .pdf or .svg")
         if args.figure == "figure6":
             fig = figure6(args.run_dirs, ymax=args.ymax)
         else:

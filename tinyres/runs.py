@@ -265,7 +265,8 @@ class RunDir:
         damaged or not the trainer's."""
         path = self.file(CHECKPOINT)
         if not os.path.lexists(path):
-            raise RunDirError(f"nothing to resume in {self.path}: it has no {CHECKPOINT}")
+            raise RunDirError(f"{self.path} has no {CHECKPOINT}: nothing to resume or evaluate (not a run directory of "
+                              "python -m tinyres.train, or its run was stopped before it saved one)")
         self._check_not_a_folder(CHECKPOINT)
         try:
             arrays, meta = checkpoint.load(path)
@@ -368,6 +369,9 @@ class RunDir:
                 raise RunDirError(f"{path} line {number} is not a metrics row (iteration {r.get('iteration')!r}); "
                                   "delete that line, or the file (it is a log: the checkpoint does not need it)") from None
             if at <= iteration:
+                if not all(_is_number(value) for value in r.values()):
+                    raise RunDirError(f"{path} line {number} (iteration {at}) holds a value that is not a number: it is "
+                                      "damaged. Delete that line; --resume then writes the checkpoint's row back")
                 kept.append(r)
         if row is not None and not any(int(r["iteration"]) == row["iteration"] for r in kept):
             kept.append(row)
@@ -465,7 +469,7 @@ class Run:
         """This run, or a ValueError if it has not logged an evaluation yet."""
         if not len(self.metrics.get("iteration", ())):
             raise ValueError(
-                f"{self.path} has no evaluation logged yet (metrics.csv is missing or empty); its first "
+                f"{self.path} has no evaluation logged yet (no complete row in metrics.csv); its first "
                 f"row is written after {self.config.get('eval_every', '--eval-every')} iterations"
             )
         return self
@@ -495,10 +499,15 @@ def load(path):
     """Read ``config.json``, ``metrics.csv`` (absent until the first evaluation) and, if present,
     the header of ``log.txt``. FileNotFoundError if ``path`` is not a run directory."""
     if not os.path.isfile(os.path.join(path, CONFIG)):
+        if os.path.isfile(os.path.join(path, CHECKPOINT)):
+            raise FileNotFoundError(f"{path} has no {CONFIG}; python -m tinyres.train --out {path} --resume writes it "
+                                    "again from the checkpoint")
         problem = f"has no {CONFIG}" if os.path.isdir(path) else "does not exist"
         raise FileNotFoundError(f"{path} {problem}: give a run directory written by python -m tinyres.train")
     run_dir = RunDir(path)
     config = run_dir.read_config()
+    if os.path.isfile(run_dir.file(CHECKPOINT)):  # the run's record: an edited config.json is refused
+        run_dir.recorded_config(run_dir.load_checkpoint()[1])
     rows = run_dir.metrics()
     columns = rows[0].keys() if rows else []
     lacking = [c for c in LOGGED_COLUMNS if c not in columns] if rows else []  # no rows yet: nothing to read
@@ -510,7 +519,8 @@ def load(path):
     except (TypeError, ValueError):
         line = next(number for number, r in enumerate(rows, start=2) if not all(_is_number(r[c]) for c in columns))
         raise RunDirError(f"{run_dir.file(METRICS)} line {line} holds a value that is not a number: it is damaged. "
-                          "--resume drops the rows after the checkpoint's; or delete that line") from None
+                          f"Delete that line; python -m tinyres.train --out {path} --resume then writes the checkpoint's "
+                          "row back") from None
     return Run(path, config, metrics, _log_header(os.path.join(path, "log.txt")))
 
 

@@ -94,13 +94,12 @@ def load(data_dir=None, download=True):
 def read_batch(path):
     """Read one binary batch file: (images uint8 (N, 3, 32, 32), labels int64 (N,))."""
     if not os.path.isfile(path):
-        raise DatasetError(f"CIFAR-10 file {path} is missing. Delete {os.path.dirname(path)} to extract the archive again, or put the file there.")
+        raise DatasetError(f"CIFAR-10 file {path} is missing. {_redo(path)}")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD_BYTES:
         raise DatasetError(
             f"CIFAR-10 file {path} is truncated or corrupt: {raw.size} bytes is not a whole "
-            f"number of {RECORD_BYTES}-byte records. Delete {os.path.dirname(path)} to extract "
-            "the archive again."
+            f"number of {RECORD_BYTES}-byte records. {_redo(path)}"
         )
     records = raw.reshape(-1, RECORD_BYTES)
     labels = records[:, 0].astype(np.int64)
@@ -112,10 +111,20 @@ def read_batch(path):
     return images, labels
 
 
+def _redo(path):
+    """How to get a good copy of the batch file ``path``: from the archive beside its folder if
+    there is one, else from wherever the files came from."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isfile(os.path.join(os.path.dirname(folder), ARCHIVE)):
+        return f"Delete {folder} to extract the archive beside it again."
+    return (f"Put a good copy of the file there, or point --data-dir at another copy of CIFAR-10 (there is no "
+            f"{ARCHIVE} beside {folder} to extract it from)")
+
+
 def _check_not_degenerate(path, images, labels):
     """A file whose images all share one label, or whose pixels are all one value, is damaged (an
     all-zero file reads this way) and would train or test silently on nothing."""
-    fix = f"the file is damaged: delete {os.path.dirname(path)} to extract the archive again, or rebuild it"
+    fix = f"the file is damaged. {_redo(path)}"
     if len(labels) > 1 and labels.min() == labels.max():
         raise DatasetError(f"CIFAR-10 file {path}: all {len(labels)} images have label {labels[0]}; {fix}")
     if images.min() == images.max():

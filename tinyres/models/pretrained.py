@@ -85,6 +85,10 @@ def export(run_dir, folder=WEIGHTS_DIR, replace=False):
                          f"{config.get('test_subset')}); a shipped network's test error is that of a run on all 50,000 training "
                          "images, measured on all 10,000 test images")
     model, _, meta, mean = load_run(run_dir)
+    if meta["iteration"] == config["iterations"] and not run.complete:
+        raise ValueError(f"{run_dir} finished (its checkpoint is at iteration {meta['iteration']}) but its metrics.csv "
+                         f"lacks the last rows (cut off by a crash?): python -m tinyres.train --out {run_dir} --resume "
+                         "writes them back")
     if not run.complete or meta["iteration"] != config["iterations"]:
         raise ValueError(f"{run_dir} is not finished ({run.state}; checkpoint at iteration {meta['iteration']}): "
                          "ship only the weights of a run that reached its planned length")
@@ -96,6 +100,8 @@ def export(run_dir, folder=WEIGHTS_DIR, replace=False):
                               f"--replace (then update its SHIPPED entry), or write elsewhere with --folder")
     arrays = {name: value.astype(np.float32) for name, value in model.state_dict().items()}
     arrays[MEAN_KEY] = np.asarray(mean, np.float32)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"--folder {folder} is a file, not a folder: choose another --folder")
     os.makedirs(folder, exist_ok=True)
     checkpoint.save_weights(arrays, os.path.join(folder, name))
     entry = shipped.Shipped(name, sha256(os.path.join(folder, name)), float(run.metrics["test_error"][-1]),
