@@ -28,13 +28,14 @@ def save(path, arrays, meta):
     os.replace(partial, path)
 
 
-def load(path):
-    """(arrays, meta) from a checkpoint written by :func:`save`."""
+def load(path, read_arrays=True):
+    """(arrays, meta) from a checkpoint written by :func:`save`; with ``read_arrays=False`` the
+    arrays' names only (each value None), for a reader that needs the header alone."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         with _npz(path) as data:
-            arrays = {name: data[name] for name in data.files if name != META_KEY}
+            arrays = {name: data[name] if read_arrays else None for name in data.files if name != META_KEY}
             meta = json.loads(str(data[META_KEY]))
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
         # (NumPy's own text is left out: it suggests allow_pickle=True, the wrong fix)

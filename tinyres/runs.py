@@ -260,7 +260,7 @@ class RunDir:
         with self._disk_full_is_an_error(CHECKPOINT, needed):
             checkpoint.save(self.file(CHECKPOINT), arrays, meta)
 
-    def load_checkpoint(self):
+    def load_checkpoint(self, read_arrays=True):
         """(arrays, meta) of the checkpoint, its header checked; RunDirError when it is missing,
         damaged or not the trainer's."""
         path = self.file(CHECKPOINT)
@@ -269,7 +269,7 @@ class RunDir:
                               "python -m tinyres.train, or its run was stopped before it saved one)")
         self._check_not_a_folder(CHECKPOINT)
         try:
-            arrays, meta = checkpoint.load(path)
+            arrays, meta = checkpoint.load(path, read_arrays)
         except (ValueError, OSError) as error:
             raise RunDirError(str(error)) from None
         if not isinstance(meta, dict):
@@ -507,7 +507,7 @@ def load(path):
     run_dir = RunDir(path)
     config = run_dir.read_config()
     if os.path.isfile(run_dir.file(CHECKPOINT)):  # the run's record: an edited config.json is refused
-        run_dir.recorded_config(run_dir.load_checkpoint()[1])
+        run_dir.recorded_config(run_dir.load_checkpoint(read_arrays=False)[1])  # (its header only)
     rows = run_dir.metrics()
     columns = rows[0].keys() if rows else []
     lacking = [c for c in LOGGED_COLUMNS if c not in columns] if rows else []  # no rows yet: nothing to read
