@@ -9,7 +9,7 @@ inputs scaled to [0, 1] and the training set's per-pixel mean subtracted; that m
 file and is set on the model as ``pixel_mean``. Each file is the final checkpoint of one run in
 ``results/`` (whose ``log.txt`` gives the date, machine, commit and command), made by
 
-    python -m tinyres.models.pretrained results/cpu-resnet20-16k
+    python -m tinyres.models.pretrained results/cpu-resnet20-64k --replace
 
 which writes the file into ``tinyres/models/weights/`` and prints the entry that describes it, to
 add to ``SHIPPED`` in ``tinyres/models/shipped.py``. A file already there is replaced only with
